@@ -1,0 +1,216 @@
+"""AlexNet as in Krizhevsky, Sutskever & Hinton (NIPS 2012), as a Keras 3 functional model.
+
+Eight learned layers, named after the paper: conv1..conv5, fc6..fc8. conv2, conv4
+and conv5 are grouped convolutions with two groups, built as the paper's two
+towers (split the channels, two ordinary convolutions, concatenate) rather than
+`Conv2D(groups=2)`, which Keras compiles with XLA on CPU: 2.5x slower here, and
+XLA has no place in a graph meant for TF Serving.
+
+The model returns float32 logits; softmax belongs to the loss and the export.
+"""
+import keras
+import tensorflow as tf
+from keras import layers
+
+# The paper's LRN hyper-parameters. alpha is the paper's 1e-4 divided by n=5,
+# as the authors' cuda-convnet2 (and Caffe) applied it; pass lrn_alpha=1e-4
+# for the formula exactly as printed in the paper.
+LRN_DEPTH_RADIUS = 2
+LRN_BIAS = 2.0
+LRN_ALPHA = 1e-4 / 5
+LRN_BETA = 0.75
+
+# Minimum input size: the smallest at which pool5 still has a 1x1 output.
+MIN_IMAGE_SIZE = 67
+
+# Biases start at 1 in conv2, conv4, conv5, fc6, fc7 so the ReLUs start with
+# positive inputs; 0 in conv1, conv3, fc8 (PAPER.md, "Training").
+PAPER_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class LocalResponseNormalization(layers.Layer):
+    """Cross-channel LRN through `tf.nn.local_response_normalization`.
+
+    Always computes in float32: TensorFlow has no bfloat16 LRN kernel on CPU
+    and no float16 one on GPU, so the layer ignores the mixed-precision policy.
+    """
+
+    def __init__(self, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS, alpha=LRN_ALPHA,
+                 beta=LRN_BETA, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.depth_radius = depth_radius
+        self.bias = bias
+        self.alpha = alpha
+        self.beta = beta
+
+    def call(self, inputs):
+        return tf.nn.local_response_normalization(
+            inputs, depth_radius=self.depth_radius, bias=self.bias,
+            alpha=self.alpha, beta=self.beta)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(depth_radius=self.depth_radius, bias=self.bias,
+                      alpha=self.alpha, beta=self.beta)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class TowerConv2D(layers.Layer):
+    """A grouped convolution as the paper's towers: split channels, convolve each, concat.
+
+    With towers=2 this equals `Conv2D(groups=2)` on the same weights, laid out as
+    the original two-GPU network was, without XLA. The sub-layers are named
+    `tower0`, `tower1`; their variables are `<name>/tower0/kernel` and so on.
+    """
+
+    def __init__(self, filters, kernel_size, towers=2, padding="same", activation="relu",
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if filters % towers:
+            raise ValueError(f"{self.name}: filters={filters} is not divisible by towers={towers}")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.towers = towers
+        self.padding = padding
+        self.activation = activation
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.convs = [
+            layers.Conv2D(filters // towers, kernel_size, padding=padding, activation=activation,
+                          kernel_initializer=_with_seed_offset(self.kernel_initializer, i),
+                          bias_initializer=self.bias_initializer,
+                          dtype=self.dtype_policy, name=f"tower{i}")
+            for i in range(towers)]
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels % self.towers:
+            raise ValueError(f"{self.name}: {channels} input channels do not split into "
+                             f"{self.towers} towers")
+        for conv in self.convs:
+            conv.build((*input_shape[:-1], channels // self.towers))
+
+    def call(self, inputs):
+        if self.towers == 1:
+            return self.convs[0](inputs)
+        halves = keras.ops.split(inputs, self.towers, axis=-1)
+        return keras.ops.concatenate([conv(x) for conv, x in zip(self.convs, halves)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return self.convs[0].compute_output_shape(input_shape)[:-1] + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters, kernel_size=self.kernel_size, towers=self.towers,
+            padding=self.padding, activation=self.activation,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer))
+        return config
+
+
+def _with_seed_offset(initializer, offset):
+    """A copy of a seeded initializer with its seed moved by `offset` (towers must differ)."""
+    config = initializer.get_config()
+    if config.get("seed") is not None:
+        config["seed"] = config["seed"] + offset
+    return initializer.__class__.from_config(config)
+
+
+def _initializers(name, init, seed, layer_index):
+    """Kernel and bias initializers for one layer, by the paper or by Glorot."""
+    layer_seed = None if seed is None else seed + 100 * layer_index
+    if init == "paper":
+        kernel = keras.initializers.RandomNormal(mean=0.0, stddev=0.01, seed=layer_seed)
+        bias = keras.initializers.Constant(1.0 if name in PAPER_BIAS_ONE else 0.0)
+    elif init == "glorot":
+        kernel = keras.initializers.GlorotUniform(seed=layer_seed)
+        bias = keras.initializers.Zeros()
+    else:
+        raise ValueError(f"init must be 'paper' or 'glorot', got {init!r}")
+    return {"kernel_initializer": kernel, "bias_initializer": bias}
+
+
+def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_alpha=LRN_ALPHA,
+                  overlapping_pool=True, activation="relu", dropout=0.5, width=1.0,
+                  fc_units=4096, init="paper", seed=None, name="alexnet"):
+    """Builds the paper's AlexNet; every default is the paper's.
+
+    Args:
+      num_classes: size of fc8 (1000 for ILSVRC).
+      image_size: square input side; 227 gives the paper's 55x55 conv1 maps.
+      towers: 2 for the paper's grouped conv2/conv4/conv5; 1 for no grouping.
+      lrn: local response normalization after conv1 and conv2.
+      lrn_alpha: 2e-5 (authors' code); 1e-4 is the paper's formula as printed.
+      overlapping_pool: 3x3 stride-2 max pooling; False gives 2x2 stride 2.
+      activation: 'relu' (the paper) or 'tanh' (the paper's Figure 1 baseline).
+      dropout: rate on the inputs of fc7 and fc8 (after fc6 and fc7).
+      width: multiplier on every convolution's kernel count (tests build it tiny).
+      fc_units: width of fc6 and fc7.
+      init: 'paper' (weights N(0, 0.01^2), biases 1/0 per layer) or 'glorot'.
+      seed: makes the initialization reproducible.
+    """
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size={image_size} is below the minimum {MIN_IMAGE_SIZE}")
+    if towers not in (1, 2):
+        raise ValueError(f"towers must be 1 or 2, got {towers}")
+    if activation not in ("relu", "tanh"):
+        raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
+
+    def filters(n):
+        return max(towers, int(round(n * width / towers)) * towers)
+
+    counter = iter(range(100))
+
+    def init_for(layer_name):
+        return _initializers(layer_name, init, seed, next(counter))
+
+    def pool(layer_name):
+        if overlapping_pool:
+            return layers.MaxPooling2D(3, strides=2, name=layer_name)
+        return layers.MaxPooling2D(2, strides=2, name=layer_name)
+
+    def tower_conv(layer_name, n, size):
+        return TowerConv2D(filters(n), size, towers=towers, activation=activation,
+                           name=layer_name, **init_for(layer_name))
+
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    x = layers.Conv2D(filters(96), 11, strides=4, padding="valid", activation=activation,
+                      name="conv1", **init_for("conv1"))(inputs)
+    if lrn:
+        x = LocalResponseNormalization(alpha=lrn_alpha, name="lrn1")(x)
+    x = pool("pool1")(x)
+    x = tower_conv("conv2", 256, 5)(x)
+    if lrn:
+        x = LocalResponseNormalization(alpha=lrn_alpha, name="lrn2")(x)
+    x = pool("pool2")(x)
+    x = layers.Conv2D(filters(384), 3, padding="same", activation=activation, name="conv3",
+                      **init_for("conv3"))(x)
+    x = tower_conv("conv4", 384, 3)(x)
+    x = tower_conv("conv5", 256, 3)(x)
+    x = pool("pool5")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(fc_units, activation=activation, name="fc6", **init_for("fc6"))(x)
+    x = layers.Dropout(dropout, name="drop6")(x)
+    x = layers.Dense(fc_units, activation=activation, name="fc7", **init_for("fc7"))(x)
+    x = layers.Dropout(dropout, name="drop7")(x)
+    # fc8 computes in float32 under every policy: the logits feed the softmax
+    # and the loss, where float16/bfloat16 would lose precision.
+    logits = layers.Dense(num_classes, name="fc8", dtype="float32", **init_for("fc8"))(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def decayed_variables(model):
+    """The weights the paper's weight decay applies to: every kernel, no bias."""
+    return [v for v in model.trainable_variables if v.path.endswith("kernel")]
+
+
+def bias_variables(model):
+    """The biases, which are not decayed (cuda-convnet decayed weights only)."""
+    return [v for v in model.trainable_variables if v.path.endswith("bias")]

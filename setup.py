@@ -1,0 +1,36 @@
+"""keras_alexnet: the AlexNet of Krizhevsky, Sutskever & Hinton (2012) in TensorFlow/Keras 3."""
+import pathlib
+
+from setuptools import find_packages, setup
+
+PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark"]
+
+setup(
+    name="keras_alexnet",
+    version="0.1.0",
+    description=__doc__.splitlines()[0],
+    long_description=pathlib.Path(__file__).with_name("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_alexnet", "keras_alexnet.*"]),
+    install_requires=[
+        # The Linux `tensorflow` wheel runs on CPU too; GPU hosts add [and-cuda].
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10",
+        "tensorflow-datasets>=4.9",
+        "scipy",
+        "numpy",
+        "absl-py",
+        "ml-collections",
+        # make_tfrecords: decodes CMYK/grayscale/PNG-in-.JPEG files that
+        # tf.io.decode_jpeg refuses, and detects truncated files.
+        "pillow>=10",
+    ],
+    extras_require={
+        "and-cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        "test": ["pytest>=7", "pytest-xdist"],
+    },
+    # Each bin/ program is also an installed command: alexnet-train, ...
+    entry_points={"console_scripts": [
+        f"alexnet-{name.replace('_', '-')}=keras_alexnet.cli.{name}:run" for name in PROGRAMS]},
+)

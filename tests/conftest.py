@@ -1,0 +1,15 @@
+"""Shared test set-up: quiet TensorFlow, and every test starts in float32."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    """A test that sets a mixed-precision policy must not leak it into the next."""
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")

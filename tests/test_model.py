@@ -1,0 +1,212 @@
+"""The model is the paper's network: shapes, parameters, LRN, towers, init, precision, saving."""
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from keras_alexnet import model as model_lib
+
+TINY = dict(num_classes=5, image_size=67, width=0.125, fc_units=32)
+
+PAPER_SHAPES = {
+    "conv1": (55, 55, 96), "lrn1": (55, 55, 96), "pool1": (27, 27, 96),
+    "conv2": (27, 27, 256), "lrn2": (27, 27, 256), "pool2": (13, 13, 256),
+    "conv3": (13, 13, 384), "conv4": (13, 13, 384), "conv5": (13, 13, 256),
+    "pool5": (6, 6, 256), "fc6": (4096,), "fc7": (4096,), "fc8": (1000,),
+}
+
+
+@pytest.fixture(scope="module")
+def alexnet():
+    return model_lib.build_alexnet(seed=0)
+
+
+def test_parameter_count_is_the_papers(alexnet):
+    assert alexnet.count_params() == 60_965_224
+
+
+def test_every_stage_has_the_papers_shape(alexnet):
+    for name, shape in PAPER_SHAPES.items():
+        assert tuple(alexnet.get_layer(name).output.shape[1:]) == shape, name
+
+
+def test_logits_are_not_softmaxed():
+    model = model_lib.build_alexnet(**TINY, seed=1)
+    logits = model(np.random.default_rng(0).normal(0, 50, (4, 67, 67, 3)).astype("float32"))
+    assert not np.allclose(np.sum(logits, axis=-1), 1.0)
+
+
+def _lrn_reference(a, n=5, k=2.0, alpha=1e-4, beta=0.75, divide_alpha_by_n=True):
+    """The paper's formula over channels (last axis), in NumPy."""
+    scale = alpha / n if divide_alpha_by_n else alpha
+    channels = a.shape[-1]
+    out = np.empty_like(a)
+    for c in range(channels):
+        lo, hi = max(0, c - n // 2), min(channels - 1, c + n // 2)
+        out[..., c] = a[..., c] / (k + scale * np.sum(a[..., lo:hi + 1] ** 2, axis=-1)) ** beta
+    return out
+
+
+def test_lrn_matches_the_papers_formula_with_alpha_over_n():
+    a = np.random.default_rng(0).uniform(0, 300, (2, 3, 3, 11)).astype("float32")
+    layer = model_lib.LocalResponseNormalization()
+    np.testing.assert_allclose(layer(a), _lrn_reference(a), rtol=1e-5)
+    # The default really is alpha / n: the printed formula (no division) differs.
+    assert not np.allclose(layer(a), _lrn_reference(a, divide_alpha_by_n=False), rtol=1e-3)
+
+
+def test_lrn_literal_paper_alpha_is_one_parameter_away():
+    a = np.random.default_rng(1).uniform(0, 300, (1, 2, 2, 7)).astype("float32")
+    layer = model_lib.LocalResponseNormalization(alpha=1e-4)
+    np.testing.assert_allclose(layer(a), _lrn_reference(a, divide_alpha_by_n=False), rtol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_lrn_computes_in_float32_under_mixed_precision(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    model = model_lib.build_alexnet(**TINY)
+    assert model.get_layer("lrn1").compute_dtype == "float32"
+    assert model.get_layer("conv1").compute_dtype == policy.split("_")[1]
+
+
+def test_initialization_is_the_papers(alexnet):
+    ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+    for layer_name in ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]:
+        variables = alexnet.get_layer(layer_name).trainable_variables
+        biases = [v.numpy() for v in variables if v.path.endswith("bias")]
+        kernels = [v.numpy() for v in variables if v.path.endswith("kernel")]
+        expected = 1.0 if layer_name in ones else 0.0
+        assert biases and all(np.all(b == expected) for b in biases), layer_name
+        for k in kernels:
+            assert abs(k.std() - 0.01) < 0.0005, (layer_name, k.std())
+            assert abs(k.mean()) < 0.001, layer_name
+
+
+def test_fc8_bias_is_zero_for_any_number_of_classes():
+    model = model_lib.build_alexnet(num_classes=17, image_size=67, width=0.125, fc_units=32)
+    assert np.all(model.get_layer("fc8").bias.numpy() == 0.0)
+    assert np.all(model.get_layer("fc7").bias.numpy() == 1.0)
+
+
+def test_towers_have_different_initial_weights_with_a_seed():
+    conv2 = model_lib.build_alexnet(**TINY, seed=3).get_layer("conv2")
+    a, b = (c.kernel.numpy() for c in conv2.convs)
+    assert not np.allclose(a, b)
+
+
+def test_seed_makes_initialization_reproducible():
+    a = model_lib.build_alexnet(**TINY, seed=7).get_weights()
+    b = model_lib.build_alexnet(**TINY, seed=7).get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_two_towers_equal_a_grouped_convolution_on_the_same_weights():
+    layer = model_lib.TowerConv2D(8, 3, towers=2, activation=None,
+                                  kernel_initializer="glorot_uniform",
+                                  bias_initializer="random_normal")
+    x = np.random.default_rng(0).normal(size=(2, 7, 7, 6)).astype("float32")
+    out = layer(x).numpy()
+    # Reference: one convolution whose kernel is block-diagonal over the groups,
+    # i.e. group g's outputs see only group g's inputs.
+    (k0, b0), (k1, b1) = [(c.kernel.numpy(), c.bias.numpy()) for c in layer.convs]
+    full = np.zeros((3, 3, 6, 8), "float32")
+    full[:, :, :3, :4], full[:, :, 3:, 4:] = k0, k1
+    ref = tf.nn.conv2d(x, full, strides=1, padding="SAME").numpy() + np.concatenate([b0, b1])
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_one_tower_is_an_ordinary_convolution():
+    model = model_lib.build_alexnet(towers=1)
+    assert len(model.get_layer("conv2").convs) == 1
+    assert model.get_layer("conv2").convs[0].kernel.shape == (5, 5, 96, 256)
+
+
+def _all_ops(graph_def):
+    nodes = list(graph_def.node)
+    for fn in graph_def.library.function:
+        nodes.extend(fn.node_def)
+    return nodes
+
+
+def test_forward_pass_has_no_xla():
+    model = model_lib.build_alexnet(**TINY)
+    fn = tf.function(lambda x: model(x, training=False))
+    graph_def = fn.get_concrete_function(
+        tf.TensorSpec([None, 67, 67, 3], tf.float32)).graph.as_graph_def()
+    nodes = _all_ops(graph_def)
+    op_types = {n.op for n in nodes}
+    assert "Conv2D" in op_types and "LRN" in op_types
+    assert not [t for t in op_types if "Xla" in t], op_types
+    for node in nodes:
+        assert not node.attr["_XlaMustCompile"].b, node.name
+    for fn_def in graph_def.library.function:
+        assert not fn_def.attr["_XlaMustCompile"].b, fn_def.signature.name
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
+def test_every_precision_policy_gives_float32_logits(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    model = model_lib.build_alexnet(**TINY)
+    logits = model(np.zeros((3, 67, 67, 3), "float32"))
+    assert logits.dtype == tf.float32 and logits.shape == (3, 5)
+    assert all(v.dtype == "float32" for v in model.weights)
+
+
+def test_ablation_switches_change_the_network():
+    base = model_lib.build_alexnet(**TINY)
+    no_lrn = model_lib.build_alexnet(**TINY, lrn=False)
+    assert "lrn1" in [l.name for l in base.layers]
+    assert "lrn1" not in [l.name for l in no_lrn.layers]
+    pool = model_lib.build_alexnet(**TINY, overlapping_pool=False).get_layer("pool1")
+    assert pool.pool_size == (2, 2) and pool.strides == (2, 2)
+    tanh = model_lib.build_alexnet(**TINY, activation="tanh")
+    assert tanh.get_layer("fc6").activation.__name__ == "tanh"
+    assert model_lib.build_alexnet(**TINY, dropout=0.2).get_layer("drop6").rate == 0.2
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(image_size=50), "image_size"), (dict(towers=3), "towers"),
+    (dict(activation="gelu"), "activation"), (dict(init="he"), "init")])
+def test_bad_arguments_are_refused_with_the_name(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        model_lib.build_alexnet(**{**TINY, **kwargs})
+
+
+def test_decayed_variables_are_the_kernels(alexnet):
+    decayed = model_lib.decayed_variables(alexnet)
+    biases = model_lib.bias_variables(alexnet)
+    assert len(decayed) == 11 and len(biases) == 11  # conv1, conv3, 3x2 towers, 3 fc
+    assert all(len(v.shape) > 1 for v in decayed) and all(len(v.shape) == 1 for v in biases)
+    assert len(decayed) + len(biases) == len(alexnet.trainable_variables)
+
+
+def test_config_round_trip_and_keras_file_reproduce_outputs(tmp_path):
+    model = model_lib.build_alexnet(**TINY, seed=5)
+    x = np.random.default_rng(0).normal(0, 50, (2, 67, 67, 3)).astype("float32")
+    expected = model(x, training=False).numpy()
+
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(x, training=False), expected, rtol=1e-5, atol=1e-5)
+
+    path = tmp_path / "alexnet.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded(x, training=False), expected, rtol=1e-5, atol=1e-5)
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+
+
+def test_tiny_model_learns_random_data():
+    keras.utils.set_random_seed(0)
+    model = model_lib.build_alexnet(num_classes=3, image_size=67, width=0.125, fc_units=32,
+                                    init="glorot", dropout=0.0, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (12, 67, 67, 3)).astype("float32")
+    y = rng.integers(0, 3, 12)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=30, batch_size=12, verbose=0)
+    after = model.evaluate(x, y, verbose=0)
+    assert after < 0.7 * before, (before, after)
