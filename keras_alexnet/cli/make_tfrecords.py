@@ -1,0 +1,55 @@
+"""bin/make_tfrecords: ImageNet (or any image classification set) -> TFRecord shards + statistics.
+
+    bin/make_tfrecords --source=imagefolder --input_dir=imagenette/train --output_dir=OUT --split=train
+    bin/make_tfrecords --source=imagefolder --input_dir=imagenette/val --output_dir=OUT --split=validation
+    bin/make_tfrecords --source=ilsvrc2012 --input_dir=/data/ILSVRC2012 --output_dir=OUT --split=train
+    bin/make_tfrecords --source=tfds:imagenet2012 --tfds_data_dir=~/tensorflow_datasets --output_dir=OUT
+
+Writes OUT/{split}-00000-of-NNNNN shards, OUT/labels.txt, OUT/stats.npz (train
+split), OUT/report-{split}.json/.tsv. Re-running the same command resumes.
+"""
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("source", "imagefolder", "imagefolder | ilsvrc2010 | ilsvrc2012 | tfds:NAME")
+flags.DEFINE_string("input_dir", None, "Image folder or ILSVRC root (not used by tfds:NAME).")
+flags.DEFINE_string("output_dir", None, "Folder for shards, labels.txt, stats.npz, reports.")
+flags.DEFINE_enum("split", "train", ["train", "validation", "test"], "Which split to write.")
+flags.DEFINE_integer("num_shards", None, "Shards for this split (default: ~1250 images each, 8..1024).")
+flags.DEFINE_integer("num_workers", None, "Worker processes (default: all cores).")
+flags.DEFINE_integer("resize", 256, "Shorter side to this, central square crop, re-encode; "
+                     "0 keeps the original bytes of RGB JPEGs.")
+flags.DEFINE_integer("quality", 90, "JPEG quality of re-encoded images.")
+flags.DEFINE_integer("stats_size", 256, "With --resize 0: side of the mean image.")
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir for --source tfds:NAME (already prepared).")
+flags.DEFINE_string("devkit_dir", None, "ILSVRC devkit folder (default: searched under --input_dir).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
+    if not FLAGS.input_dir and not FLAGS.source.startswith("tfds:"):
+        raise app.UsageError("--input_dir is required for --source " + FLAGS.source)
+    from keras_alexnet import convert
+    from keras_alexnet.sources import SourceError
+    try:
+        convert.convert(FLAGS.source, FLAGS.input_dir, FLAGS.output_dir, split=FLAGS.split,
+                        num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
+                        resize=FLAGS.resize, quality=FLAGS.quality,
+                        tfds_data_dir=FLAGS.tfds_data_dir, devkit_dir=FLAGS.devkit_dir,
+                        stats_size=FLAGS.stats_size)
+    except (SourceError, convert.OutputError) as e:
+        sys.stderr.write(f"make_tfrecords: error: {e}\n")
+        sys.exit(2)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,147 @@
+"""The make_tfrecords run: checks the output folder, converts the missing shards, reports.
+
+`convert(...)` is what bin/make_tfrecords calls; tfrecords.py does the per-shard
+work and sources.py finds the images. A re-run of the same command resumes;
+a run that would mix two datasets in one folder is refused before anything is
+written.
+"""
+import collections
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from keras_alexnet import stats as stats_lib
+from keras_alexnet import tfrecords
+from keras_alexnet.sources import SourceError, open_source
+
+MANIFEST = "dataset.json"
+LABELS = "labels.txt"
+
+
+class OutputError(ValueError):
+    """The output folder holds something this run must not touch."""
+
+
+def _check_manifest(out, classes, settings, split, split_entry):
+    """Returns the manifest to write, or raises OutputError naming what differs."""
+    path = os.path.join(out, MANIFEST)
+    if not os.path.exists(path):
+        foreign = glob.glob(os.path.join(out, "*-of-*")) + glob.glob(os.path.join(out, LABELS))
+        if foreign:
+            raise OutputError(f"--output_dir {out} holds {os.path.basename(foreign[0])} but no "
+                              f"{MANIFEST}: not written by make_tfrecords; choose another folder")
+        return {"format": tfrecords.FORMAT, "classes": classes, **settings, "splits": {split: split_entry}}
+    manifest = tfrecords._read_json(path)
+    if manifest.get("format") != tfrecords.FORMAT:
+        raise OutputError(f"{path}: unknown format {manifest.get('format')!r}")
+    if [list(c) for c in manifest["classes"]] != [list(c) for c in classes]:
+        raise OutputError(f"--output_dir {out} holds a different dataset ({len(manifest['classes'])} "
+                          f"classes, starting {manifest['classes'][0][0]}; this input has {len(classes)}, "
+                          f"starting {classes[0][0]}); choose another folder")
+    for key, value in settings.items():
+        if manifest.get(key) != value:
+            raise OutputError(f"--output_dir {out} was written with --{key}={manifest.get(key)}, "
+                              f"this run asks --{key}={value}; choose another folder")
+    old = manifest["splits"].get(split)
+    if old is not None:
+        for key in ("fingerprint", "num_shards", "found"):
+            if old[key] != split_entry[key]:
+                raise OutputError(f"--output_dir {out} holds a different {split} split ({key} "
+                                  f"{old[key]} vs {split_entry[key]} now, from {old['input_dir']}); "
+                                  "choose another folder")
+        split_entry["complete"] = old.get("complete", False)
+    manifest["splits"][split] = split_entry
+    return manifest
+
+
+def write_labels(out, classes):
+    text = "".join(f"{i}\t{wnid}\t{name}\n" for i, (wnid, name) in enumerate(classes))
+    with open(os.path.join(out, LABELS + ".tmp"), "w") as f:
+        f.write(text)
+    os.replace(os.path.join(out, LABELS + ".tmp"), os.path.join(out, LABELS))
+
+
+def _report(out, split, names, found, seconds, converted):
+    parts = [tfrecords._read_json(os.path.join(out, ".parts", n + ".json")) for n in names]
+    skipped = sorted(s for p in parts for s in p["skipped"])
+    written = sum(p["written"] for p in parts)
+    reasons = collections.Counter(reason.split(":")[0] for _, reason in skipped)
+    if written + len(skipped) != found:
+        raise RuntimeError(f"{out}: found {found} != written {written} + skipped {len(skipped)}")
+    with open(os.path.join(out, f"report-{split}.tsv"), "w") as f:
+        f.write("file\treason\n")
+        f.writelines(f"{name}\t{reason}\n" for name, reason in skipped)
+    summary = {"split": split, "found": found, "written": written, "skipped": len(skipped),
+               "skipped_by_reason": dict(reasons), "num_shards": len(names),
+               "converted_this_run": converted, "seconds_this_run": round(seconds, 2),
+               "images_per_sec_this_run": round(converted / seconds, 1) if seconds > 0 else None}
+    tfrecords._write_json(os.path.join(out, f"report-{split}.json"), summary)
+    return summary
+
+
+def merge_stats(out, names):
+    """stats.npz from the shards' exact partial sums."""
+    acc = None
+    for name in names:
+        with np.load(os.path.join(out, ".parts", name + ".npz")) as f:
+            part = stats_lib.StatsAccumulator.from_arrays(f)
+        acc = part if acc is None else acc.merge(part)
+    stats = acc.finalize()
+    stats_lib.save(stats, os.path.join(out, stats_lib.STATS_FILENAME))
+    return stats
+
+
+def convert(source, input_dir, output_dir, split="train", num_shards=None, num_workers=None,
+            resize=256, quality=90, tfds_data_dir=None, devkit_dir=None, stats_size=256,
+            stream=sys.stderr):
+    """Converts one split; returns the summary dict (also in OUT/report-{split}.json)."""
+    if split not in ("train", "validation", "test"):
+        raise SourceError(f"--split {split!r}: expected train, validation or test")
+    if resize < 0 or (resize == 0 and stats_size <= 0):
+        raise SourceError(f"--resize {resize}: expected 0 (keep) or a size in pixels")
+    src = open_source(source, input_dir, split, tfds_data_dir, devkit_dir)
+    found = len(src.items)
+    num_shards = num_shards or tfrecords.default_num_shards(found)
+    if num_shards < 1:
+        raise SourceError(f"--num_shards {num_shards}: must be >= 1")
+    out = os.path.abspath(output_dir)
+    os.makedirs(os.path.join(out, ".parts"), exist_ok=True)
+    classes = [list(c) for c in src.classes]
+    settings = {"resize": resize, "quality": quality, "stats_size": resize or stats_size}
+    entry = {"source": source, "input_dir": os.path.abspath(input_dir) if input_dir else None,
+             "fingerprint": src.fingerprint, "found": found, "num_shards": num_shards,
+             "complete": False}
+    manifest = _check_manifest(out, classes, settings, split, entry)
+    tfrecords._write_json(os.path.join(out, MANIFEST), manifest)
+    write_labels(out, src.classes)
+
+    names = tfrecords.shard_names(split, num_shards)
+    shards = tfrecords.split_into_shards(src.items, num_shards, shuffle=split == "train" and not src.tfds)
+    tasks = [dict(out=out, name=name, items=items, classes=src.classes, tfds=src.tfds, resize=resize,
+                  quality=quality, stats=split == "train", stats_size=resize or stats_size)
+             for name, items in zip(names, shards) if not tfrecords.is_complete(out, name)]
+    todo = sum(len(t["items"]) for t in tasks)
+    if todo < found:
+        stream.write(f"{split}: resuming, {num_shards - len(tasks)} of {num_shards} shards complete\n")
+    progress = tfrecords.Progress(todo, stream, split)
+    start = time.perf_counter()
+    tasks = [t for t in tasks if t["items"]] + [t for t in tasks if not t["items"]]
+    done = tfrecords.run_tasks(tasks, num_workers or os.cpu_count() or 1, progress) if tasks else 0
+    progress.update(done, final=True)
+    summary = _report(out, split, names, found, time.perf_counter() - start, todo)
+    if split == "train":
+        stats = merge_stats(out, names)
+        summary["stats"] = {"num_images": stats.num_images,
+                            "eigenvalues": [round(v, 3) for v in stats.eigenvalues]}
+    manifest["splits"][split]["complete"] = True
+    tfrecords._write_json(os.path.join(out, MANIFEST), manifest)
+    stream.write(f"{split}: found {found} = written {summary['written']} + skipped "
+                 f"{summary['skipped']} {summary['skipped_by_reason'] or ''} in {num_shards} shards "
+                 f"-> {out} ({summary['images_per_sec_this_run']} img/s this run)\n")
+    if summary["skipped"]:
+        stream.write(f"{split}: skipped files are listed in {out}/report-{split}.tsv\n")
+    return summary

@@ -1,0 +1,122 @@
+"""tf.data input: the TFRecord feature spec, labels.txt, and make_dataset.
+
+make_dataset reads the shards make_tfrecords writes (or the Inception/TPU
+converters' ImageNet TFRecords, with label_offset=1) and yields batches of
+preprocessed images (preprocessing.py) and int32 labels.
+"""
+import os
+
+import tensorflow as tf
+
+from keras_alexnet import preprocessing
+from keras_alexnet import stats as stats_lib
+
+# The keys of the Inception/TPU ImageNet converters, so their TFRecords read too.
+# Writer (tfrecords.make_example) and reader both use this one dict.
+FEATURE_SPEC = {
+    "image/encoded": tf.io.FixedLenFeature((), tf.string),
+    "image/format": tf.io.FixedLenFeature((), tf.string, default_value="JPEG"),
+    "image/class/label": tf.io.FixedLenFeature((), tf.int64),
+    "image/class/synset": tf.io.FixedLenFeature((), tf.string, default_value=""),
+    "image/class/text": tf.io.FixedLenFeature((), tf.string, default_value=""),
+    "image/height": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
+    "image/width": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
+    "image/filename": tf.io.FixedLenFeature((), tf.string, default_value=""),
+}
+# Training reads only what it needs: parsing fewer keys is measurably faster.
+READ_KEYS = ("image/encoded", "image/class/label")
+LABELS_FILENAME = "labels.txt"
+SHUFFLE_BUFFER = 10_000  # examples; ~1.2 GB of 256x256 JPEGs at most, spans many shards
+
+
+def load_labels(path_or_dir):
+    """[(wnid, name)] in label order from labels.txt ("index<TAB>wnid<TAB>name")."""
+    path = str(path_or_dir)
+    if os.path.isdir(path):
+        path = os.path.join(path, LABELS_FILENAME)
+    labels = []
+    with open(path) as f:
+        for number, line in enumerate(f):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 3 or fields[0] != str(number):
+                raise ValueError(f"{path}:{number + 1}: expected '{number}<TAB>wnid<TAB>name'")
+            labels.append((fields[1], fields[2]))
+    return labels
+
+
+def parse_example(serialized, label_offset=0):
+    """(JPEG bytes, int32 label) of one serialized tf.train.Example."""
+    features = tf.io.parse_single_example(serialized, {k: FEATURE_SPEC[k] for k in READ_KEYS})
+    label = tf.cast(features["image/class/label"] - label_offset, tf.int32)
+    return features["image/encoded"], label
+
+
+def list_shards(file_pattern):
+    """Sorted shard paths for a pattern (or a list of patterns); a clear error if none match."""
+    patterns = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else list(file_pattern)
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(str(p))})
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {file_pattern!r}")
+    return files
+
+
+def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=227, label_offset=0,
+                 input_context=None, seed=None, ten_crop=False, repeat=None,
+                 normalization="mean_image", crop="paper", drop_remainder=None,
+                 shuffle_buffer=SHUFFLE_BUFFER, lighting_std=preprocessing.LIGHTING_STD):
+    """Batches of (images float32 [B, S, S, 3] (or [B, 10, S, S, 3] with ten_crop), labels int32 [B]).
+
+    batch_size is the batch this dataset yields: under tf.distribute pass
+    input_context.get_per_replica_batch_size(global_batch). stats: DatasetStats,
+    a stats.npz path or its folder, or None (no mean subtraction, no lighting).
+    seed makes the order and every augmentation reproducible. Evaluation
+    (training=False, repeat=False) yields every example exactly once, in order.
+    """
+    repeat = training if repeat is None else repeat
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    if isinstance(stats, (str, os.PathLike)):
+        stats = stats_lib.load_stats(stats)
+    files = list_shards(file_pattern)
+    deterministic = seed is not None or not training
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    shard_examples = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        n, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if len(files) >= n:
+            ds = ds.shard(n, index)  # whole files per worker: no worker reads another's data
+        else:
+            shard_examples = True  # too few files: every worker reads all and keeps 1 in n
+        if seed is not None:
+            seed = seed * 1009 + index  # distinct augmentation per worker, still reproducible
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=8 << 20),
+                       cycle_length=min(len(files), 16), block_length=1,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shard_examples:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        # Shuffle, then repeat: each epoch sees every example once before the next begins.
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    parse = lambda serialized: parse_example(serialized, label_offset)  # noqa: E731
+    if training:
+        # One stateless seed per example: Dataset.random is reproducible when seeded.
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+
+        def process(serialized, example_seed):
+            image_bytes, label = parse(serialized)
+            return preprocessing.preprocess_for_train(
+                image_bytes, example_seed, stats, image_size=image_size, crop=crop,
+                normalization=normalization, lighting_std=lighting_std), label
+    else:
+        def process(serialized):
+            image_bytes, label = parse(serialized)
+            return preprocessing.preprocess_for_eval(
+                image_bytes, stats, image_size=image_size, normalization=normalization,
+                ten_crop=ten_crop), label
+    ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    # drop_remainder in training keeps the batch shape static for the compiled step.
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,220 @@
+"""The paper's preprocessing as pure tensor functions (PAPER.md, "Data" and "Augmentation").
+
+Training: a random image_size x image_size patch of the stored 256x256 image
+(only that window is decoded), the matching patch of the mean image subtracted,
+a horizontal flip with probability 1/2, and PCA lighting noise. Evaluation: the
+centre patch, or the ten patches (four corners and centre, and their mirror
+images). Values stay on the 0..255 scale, centred by the mean image.
+
+Stored images that are square and at least image_size wide (make_tfrecords
+writes squares of --resize pixels, 256 by default) are cropped directly.
+Anything else (e.g. another converter's original-size images) first gets the
+paper's treatment: shorter side to the mean image's size (256 without
+statistics), central square. A mean image of another size than the stored
+image is resized to it, so the subtracted patch covers the same place.
+
+Off by default, for the usual modern variant: normalization='channel'
+(per-channel mean/std from the statistics) and crop='inception' (random
+8%-100% area, 3/4-4/3 aspect, resized to image_size).
+
+Randomness is stateless: each function that draws takes a seed [2] tensor, so
+a seeded pipeline is reproducible and the functions give the same result
+eagerly and inside Dataset.map.
+"""
+import numpy as np
+import tensorflow as tf
+
+PAPER_SIZE = 256  # stored side the paper crops from
+LIGHTING_STD = 0.1  # the paper's a_i ~ N(0, 0.1^2)
+# ImageNet per-channel mean/std on the 0..255 scale, for normalization='channel' without statistics.
+IMAGENET_CHANNEL_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_CHANNEL_STD = (58.395, 57.12, 57.375)
+
+
+def _seeds(seed, n):
+    """n independent stateless seeds from one [2] seed."""
+    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), n)
+
+
+def _canvas(image_bytes, image_size, paper_size):
+    """(side of the square canvas crops come from, whether it is the stored image itself)."""
+    shape = tf.image.extract_jpeg_shape(image_bytes)
+    h, w = shape[0], shape[1]
+    direct = tf.logical_and(tf.equal(h, w), h >= image_size)
+    return tf.where(direct, h, tf.maximum(paper_size, image_size)), direct
+
+
+def decode_canvas(image_bytes, image_size=227, paper_size=PAPER_SIZE):
+    """The whole square canvas, float32 [C, C, 3]: the stored image, or its paper resize."""
+    side, direct = _canvas(image_bytes, image_size, paper_size)
+
+    def resized():
+        image = tf.image.decode_jpeg(image_bytes, channels=3)
+        return center_square(resize_shorter_side(image, side), side)
+
+    return tf.cond(direct, lambda: tf.cast(tf.image.decode_jpeg(image_bytes, channels=3), tf.float32),
+                   resized)
+
+
+def resize_shorter_side(image, size):
+    """Aspect-preserving bilinear resize so the shorter side is `size` (returns float32)."""
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(size, tf.float32) / tf.reduce_min(hw)
+    new_hw = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), size)
+    return tf.image.resize(image, new_hw, antialias=True)
+
+
+def center_square(image, size):
+    shape = tf.shape(image)
+    top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+    return image[top:top + size, left:left + size]
+
+
+def decode_window(image_bytes, top, left, image_size, paper_size=PAPER_SIZE):
+    """float32 [S, S, 3] patch at (top, left) of the canvas, decoding only the window if possible."""
+    _, direct = _canvas(image_bytes, image_size, paper_size)
+    window = tf.stack([top, left, image_size, image_size])
+
+    def from_canvas():
+        return decode_canvas(image_bytes, image_size, paper_size)[
+            top:top + image_size, left:left + image_size]
+
+    patch = tf.cond(direct, lambda: tf.cast(
+        tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3), tf.float32), from_canvas)
+    return tf.ensure_shape(patch, [image_size, image_size, 3])
+
+
+def mean_window(mean_image, canvas_side, top, left, height, width):
+    """The patch of the mean image covering the same place as the canvas window, [S, S, 3]."""
+    mean_image = tf.convert_to_tensor(mean_image, tf.float32)
+    mean = tf.cond(tf.equal(tf.shape(mean_image)[0], canvas_side), lambda: mean_image,
+                   lambda: tf.image.resize(mean_image, tf.stack([canvas_side, canvas_side])))
+    return mean[top:top + height, left:left + width]
+
+
+def random_flip(image, seed):
+    """Left-right mirror with probability 1/2."""
+    return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def pca_lighting(image, eigenvalues, eigenvectors, seed, std=LIGHTING_STD):
+    """Adds [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T to every pixel, a_i ~ N(0, std^2) (0..255 scale)."""
+    alpha = tf.random.stateless_normal([3], seed, stddev=std)
+    eigenvalues = tf.convert_to_tensor(eigenvalues, tf.float32)
+    eigenvectors = tf.convert_to_tensor(eigenvectors, tf.float32)
+    rgb = tf.linalg.matvec(eigenvectors, alpha * eigenvalues)
+    return image + rgb
+
+
+def subtract_mean(image, mean_image):
+    """image - mean_image (the matching patch, same shape); the paper's only normalization."""
+    return image - tf.convert_to_tensor(mean_image, tf.float32)
+
+
+def normalize_channels(image, mean=IMAGENET_CHANNEL_MEAN, std=IMAGENET_CHANNEL_STD):
+    return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def _stats_parts(stats):
+    """(mean image or None, paper size) of a DatasetStats or None."""
+    if stats is None:
+        return None, PAPER_SIZE
+    return np.asarray(stats.mean_image, np.float32), int(stats.mean_image.shape[0])
+
+
+def _inception_window(image_bytes, seed):
+    shape = tf.image.extract_jpeg_shape(image_bytes)
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
+        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    return shape, begin[0], begin[1], size[0], size[1]
+
+
+def random_crop(image_bytes, seed, image_size=227, mean_image=None, crop="paper",
+                paper_size=PAPER_SIZE):
+    """(patch float32 [S, S, 3], matching mean-image patch or zeros) for training."""
+    if crop == "inception":
+        shape, top, left, height, width = _inception_window(image_bytes, seed)
+        window = tf.stack([top, left, height, width])
+        patch = tf.image.resize(tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3),
+                                [image_size, image_size])
+        if mean_image is None:
+            return patch, tf.zeros_like(patch)
+        mean = tf.image.resize(tf.convert_to_tensor(mean_image, tf.float32), shape[:2])
+        return patch, tf.image.resize(mean[top:top + height, left:left + width],
+                                      [image_size, image_size])
+    if crop != "paper":
+        raise ValueError(f"crop={crop!r}: expected 'paper' or 'inception'")
+    side, _ = _canvas(image_bytes, image_size, paper_size)
+    offsets = tf.random.stateless_uniform([2], seed, 0, side - image_size + 1, tf.int32)
+    patch = decode_window(image_bytes, offsets[0], offsets[1], image_size, paper_size)
+    if mean_image is None:
+        return patch, tf.zeros_like(patch)
+    return patch, mean_window(mean_image, side, offsets[0], offsets[1], image_size, image_size)
+
+
+def _normalize(image, stats, normalization):
+    if normalization == "channel":
+        if stats is None:
+            return normalize_channels(image)
+        return normalize_channels(image, stats.channel_mean.astype(np.float32),
+                                  stats.channel_std.astype(np.float32))
+    if normalization != "mean_image":
+        raise ValueError(f"normalization={normalization!r}: expected 'mean_image' or 'channel'")
+    return image
+
+
+def preprocess_for_train(image_bytes, seed, stats=None, *, image_size=227, crop="paper",
+                         normalization="mean_image", lighting_std=LIGHTING_STD, flip=True):
+    """JPEG bytes -> float32 [S, S, 3]: crop, mean patch subtracted, flip, PCA lighting.
+
+    stats: a stats.DatasetStats (mean image, PCA) or None (no mean, no lighting).
+    seed: int [2] stateless seed; the same seed gives the same result.
+    """
+    crop_seed, flip_seed, light_seed = tf.unstack(_seeds(seed, 3))
+    mean_image, paper_size = _stats_parts(stats)
+    use_mean = normalization == "mean_image" and mean_image is not None
+    patch, mean = random_crop(image_bytes, crop_seed, image_size,
+                              mean_image if use_mean else None, crop, paper_size)
+    image = patch - mean  # mean first: the flip then mirrors the matching mean too
+    if flip:
+        image = random_flip(image, flip_seed)
+    if stats is not None and lighting_std:
+        image = pca_lighting(image, stats.eigenvalues, stats.eigenvectors, light_seed, lighting_std)
+    return _normalize(image, stats, normalization)
+
+
+def center_crop(image_bytes, image_size=227, mean_image=None, paper_size=PAPER_SIZE):
+    """(centre patch [S, S, 3], its mean-image patch or zeros)."""
+    side, _ = _canvas(image_bytes, image_size, paper_size)
+    top = (side - image_size) // 2
+    patch = decode_window(image_bytes, top, top, image_size, paper_size)
+    if mean_image is None:
+        return patch, tf.zeros_like(patch)
+    return patch, mean_window(mean_image, side, top, top, image_size, image_size)
+
+
+def ten_crops(image, image_size=227):
+    """[10, S, S, 3]: four corners and the centre of a square image, then their mirror images."""
+    side = tf.shape(image)[0]
+    far, mid = side - image_size, (side - image_size) // 2
+    crops = tf.stack([image[t:t + image_size, l:l + image_size]
+                      for t, l in ((0, 0), (0, far), (far, 0), (far, far), (mid, mid))])
+    crops = tf.ensure_shape(crops, [5, image_size, image_size, 3])
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+
+
+def preprocess_for_eval(image_bytes, stats=None, *, image_size=227, normalization="mean_image",
+                        ten_crop=False):
+    """JPEG bytes -> float32 [S, S, 3] centre patch, or [10, S, S, 3] with ten_crop."""
+    mean_image, paper_size = _stats_parts(stats)
+    use_mean = normalization == "mean_image" and mean_image is not None
+    if ten_crop:
+        canvas = decode_canvas(image_bytes, image_size, paper_size)
+        if use_mean:
+            side = tf.shape(canvas)[0]
+            canvas -= mean_window(mean_image, side, 0, 0, side, side)
+        return _normalize(ten_crops(canvas, image_size), stats, normalization)
+    patch, mean = center_crop(image_bytes, image_size, mean_image if use_mean else None, paper_size)
+    return _normalize(patch - mean, stats, normalization)
