@@ -23,6 +23,8 @@ import hashlib
 import os
 import re
 
+import numpy as np
+
 Item = collections.namedtuple("Item", "name path label")  # path: file, or "tfds:" + index
 Source = collections.namedtuple("Source", "classes items fingerprint tfds")
 
@@ -95,7 +97,7 @@ def read_meta(meta_path, year):
         raise SourceError(f"{meta_path}: no 'synsets' struct (not an ILSVRC devkit meta.mat)")
     id_field = f"ILSVRC{year}_ID"
     leaves = []
-    for s in meta["synsets"]:
+    for s in np.atleast_1d(meta["synsets"]):
         if not hasattr(s, id_field):
             raise SourceError(f"{meta_path}: synsets have no {id_field} field (wrong --source year?)")
         if int(s.num_children) == 0:
@@ -114,6 +116,8 @@ def ilsvrc(input_dir, split, year, devkit_dir=None):
     """The official ILSVRC-2010/2012 layout (see the module docstring)."""
     if not os.path.isdir(input_dir):
         raise SourceError(f"--input_dir {input_dir}: no such folder")
+    if split == "test" and year != 2010:
+        raise SourceError(f"--split test: ILSVRC-{year} test labels are not public")
     search = devkit_dir or input_dir
     meta_path = _find_one(search, ["data/meta.mat", "*/data/meta.mat", "*/*/data/meta.mat", "meta.mat"],
                           "devkit meta.mat", "pass --devkit_dir")
@@ -136,8 +140,6 @@ def ilsvrc(input_dir, split, year, devkit_dir=None):
                               f"in {meta_path}")
         items = _folder_items(split_dir, present, index_of)
     else:
-        if split == "test" and year != 2010:
-            raise SourceError(f"--split test: ILSVRC-{year} test labels are not public")
         truth_name = f"ILSVRC{year}_{split}_ground_truth.txt"
         truth_path = _find_one(search, [truth_name, "data/" + truth_name, "*/data/" + truth_name,
                                         "*/" + truth_name], truth_name, "pass --devkit_dir")
@@ -156,9 +158,6 @@ def ilsvrc(input_dir, split, year, devkit_dir=None):
     return Source(classes, items, _fingerprint(items), None)
 
 
-TFDS_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
-
-
 def tfds_source(name, split, data_dir):
     """A TFDS image classification dataset already prepared in data_dir (no download)."""
     import tensorflow_datasets as tfds
@@ -167,14 +166,24 @@ def tfds_source(name, split, data_dir):
         info = builder.info
     except Exception as e:  # tfds raises several types for an unknown name
         raise SourceError(f"--source tfds:{name}: {e}") from e
-    if split not in info.splits:
-        raise SourceError(f"--source tfds:{name} has no split {split!r} (has {sorted(info.splits)})")
     image_key, label_key = info.supervised_keys or ("image", "label")
     names = info.features[label_key].names
     classes = [(n, n) for n in names]
-    count = info.splits[split].num_examples
+    skip = tfds.decode.SkipDecoding()
+    if info.splits:  # a prepared dataset knows its split sizes and reads slices of them
+        if split not in info.splits:
+            raise SourceError(f"--source tfds:{name} has no split {split!r} (has {sorted(info.splits)})")
+        count, sliceable = info.splits[split].num_examples, True
+    else:  # no split metadata (e.g. tfds.testing.mock_data): count, then skip/take
+        try:
+            count = sum(1 for _ in builder.as_dataset(split=split, decoders={image_key: skip}))
+        except Exception as e:  # not prepared, unknown split: tfds raises several types
+            raise SourceError(f"--source tfds:{name} split {split!r} in --tfds_data_dir "
+                              f"{data_dir}: {e}") from e
+        sliceable = False
     items = [Item(f"{split}[{i}]", f"tfds:{i}", -1) for i in range(count)]
-    spec = dict(name=name, split=split, data_dir=data_dir, image_key=image_key, label_key=label_key)
+    spec = dict(name=name, split=split, data_dir=data_dir, image_key=image_key, label_key=label_key,
+                sliceable=sliceable)
     fingerprint = hashlib.sha1(f"tfds:{name}:{info.version}:{split}:{count}".encode()).hexdigest()
     return Source(classes, items, fingerprint, spec)
 
@@ -205,7 +214,13 @@ def read_items(items, tfds_spec):
     import tensorflow_datasets as tfds
     first, last = int(items[0].path[5:]), int(items[-1].path[5:])
     builder = tfds.builder(tfds_spec["name"], data_dir=tfds_spec["data_dir"])
-    ds = builder.as_dataset(split=f"{tfds_spec['split']}[{first}:{last + 1}]", shuffle_files=False,
-                            decoders={tfds_spec["image_key"]: tfds.decode.SkipDecoding()})
+    split = tfds_spec["split"]
+    decoders = {tfds_spec["image_key"]: tfds.decode.SkipDecoding()}
+    if tfds_spec["sliceable"]:
+        ds = builder.as_dataset(split=f"{split}[{first}:{last + 1}]", shuffle_files=False,
+                                decoders=decoders)
+    else:
+        ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+        ds = ds.skip(first).take(last + 1 - first)
     for item, example in zip(items, tfds.as_numpy(ds)):
         yield item, bytes(example[tfds_spec["image_key"]]), int(example[tfds_spec["label_key"]]), None

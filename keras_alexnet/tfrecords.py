@@ -115,7 +115,9 @@ def make_example(values):
             feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
         else:
             feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: map order fixed, so a resumed run writes the same bytes in any process
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+        deterministic=True)
 
 
 _progress = None  # shared counter of processed images, set in each worker
