@@ -1,0 +1,222 @@
+"""SavedModel export for TF Serving: encoded images in, probabilities and class names out.
+
+`export_from_workdir` rebuilds the network from WORKDIR/config.json, restores a
+checkpoint, and writes TF Serving's model base path layout
+
+    EXPORT_DIR/<version>/saved_model.pb, variables/, assets.extra/
+
+with a new integer version; the version is written under a hidden temporary
+name and renamed only when complete, so TF Serving never sees half a model and
+an existing version is never overwritten.
+
+The SavedModel is a `tf.Module` around the Keras model's call (LRN and the
+tower convolutions trace into plain TensorFlow ops: no XLA, no custom ops) with
+three signatures:
+
+    serving_default  image_bytes string [None]     JPEG/PNG/GIF/BMP files, the paper's
+                                                   evaluation preprocessing in the graph
+    predict_images   images float32 [None, S, S, 3] already preprocessed
+    ten_crop         image_bytes string [None]     softmax averaged over the paper's 10 patches
+
+each returning probabilities float32 [None, C] and the top 5 as classes int32,
+scores float32, synsets and class_names string [None, 5]. The mean image, the
+labels and the training config are variables of the SavedModel, so loading it
+needs TensorFlow only (`tf.saved_model.load(path).signatures[...]`).
+"""
+import json
+import os
+import uuid
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_alexnet import serving_preprocessing as prep
+from keras_alexnet import warmup as warmup_lib
+
+SERVING_DEFAULT = "serving_default"
+PREDICT_IMAGES = "predict_images"
+TEN_CROP = "ten_crop"
+TOP_K = 5
+
+
+class ServingModule(tf.Module):
+    """The exported object: the Keras model, its statistics and labels, three signatures."""
+
+    def __init__(self, model, mean_image, synsets, class_names, *, std=None, metadata=None,
+                 jpeg_quality=prep.WRITER_JPEG_QUALITY):
+        super().__init__(name="alexnet_serving")
+        self.model = model
+        size = int(model.input_shape[1])
+        mean_image = np.asarray(mean_image, np.float32)
+        if mean_image.ndim != 3 or mean_image.shape[0] != mean_image.shape[1] or \
+                mean_image.shape[0] < size:
+            raise ValueError(f"mean image of shape {mean_image.shape} does not cover the "
+                             f"model's {size}x{size} input")
+        num_classes = int(model.output_shape[-1])
+        if not len(synsets) == len(class_names) == num_classes:
+            raise ValueError(f"{len(synsets)} labels for a model with {num_classes} classes")
+        self.image_size = size
+        self.resize = mean_image.shape[0]
+        self.jpeg_quality = int(jpeg_quality)
+        self.mean_image = tf.Variable(mean_image, trainable=False, name="mean_image")
+        self.std = tf.Variable(np.ones(3, np.float32) if std is None else
+                               np.asarray(std, np.float32), trainable=False, name="std")
+        self.synsets = tf.Variable(list(synsets), dtype=tf.string, trainable=False, name="synsets")
+        self.class_names = tf.Variable(list(class_names), dtype=tf.string, trainable=False,
+                                       name="class_names")
+        self.metadata_json = tf.Variable(json.dumps(metadata or {}, sort_keys=True),
+                                         dtype=tf.string, trainable=False, name="metadata_json")
+        bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+        images_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
+        self.serve = tf.function(self._serve, input_signature=[bytes_spec])
+        self.predict_images = tf.function(self._predict_images, input_signature=[images_spec])
+        self.ten_crop = tf.function(self._ten_crop, input_signature=[bytes_spec])
+
+    def signatures(self):
+        return {SERVING_DEFAULT: self.serve.get_concrete_function(),
+                PREDICT_IMAGES: self.predict_images.get_concrete_function(),
+                TEN_CROP: self.ten_crop.get_concrete_function()}
+
+    def preprocess(self, image_bytes):
+        """float32 [S, S, 3]: one encoded image through the paper's evaluation preprocessing."""
+        image = prep.scale_and_center(image_bytes, self.resize, self.jpeg_quality)
+        return prep.central_crop(self._normalize(image), self.image_size)
+
+    def preprocess_ten_crops(self, image_bytes):
+        """float32 [10, S, S, 3]: the paper's four corner and centre patches and their mirrors."""
+        image = prep.scale_and_center(image_bytes, self.resize, self.jpeg_quality)
+        return prep.ten_crops(self._normalize(image), self.image_size)
+
+    def _normalize(self, image):
+        return (image - self.mean_image) / self.std
+
+    def _outputs(self, probabilities):
+        scores, classes = tf.math.top_k(probabilities, k=min(TOP_K, probabilities.shape[-1]))
+        return {"probabilities": probabilities, "scores": scores, "classes": classes,
+                "synsets": tf.gather(self.synsets, classes),
+                "class_names": tf.gather(self.class_names, classes)}
+
+    def _probabilities(self, images):
+        # Softmax in float32 whatever the model computed in.
+        return tf.nn.softmax(tf.cast(self.model(images, training=False), tf.float32), axis=-1)
+
+    def _serve(self, image_bytes):
+        size = self.image_size
+        images = tf.map_fn(self.preprocess, image_bytes,
+                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        return self._outputs(self._probabilities(images))
+
+    def _predict_images(self, images):
+        return self._outputs(self._probabilities(images))
+
+    def _ten_crop(self, image_bytes):
+        size = self.image_size
+        crops = tf.map_fn(self.preprocess_ten_crops, image_bytes,
+                          fn_output_signature=tf.TensorSpec([10, size, size, 3], tf.float32))
+        probabilities = self._probabilities(tf.reshape(crops, [-1, size, size, 3]))
+        probabilities = tf.reshape(probabilities, [-1, 10, probabilities.shape[-1]])
+        return self._outputs(tf.reduce_mean(probabilities, axis=1))
+
+
+def next_version(export_dir):
+    """1 + the largest integer version folder in export_dir (1 when there is none)."""
+    if not tf.io.gfile.isdir(export_dir):
+        return 1
+    versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(export_dir)
+                if name.rstrip("/").isdigit()]
+    return max(versions, default=0) + 1
+
+
+def save(module, export_dir, *, version=None, warmup_images=(), model_name="alexnet",
+         extra_files=None):
+    """Writes module as EXPORT_DIR/<version> (a new version unless given); returns its path.
+
+    warmup_images: encoded image bytes for assets.extra/tf_serving_warmup_requests.
+    extra_files: {name: text} written into assets.extra/ (labels, metadata for humans).
+    """
+    tf.io.gfile.makedirs(export_dir)
+    version = next_version(export_dir) if version is None else int(version)
+    final = os.path.join(export_dir, str(version))
+    if tf.io.gfile.exists(final):
+        raise FileExistsError(f"{final} exists; a version is never overwritten")
+    # Dot-prefixed: TF Serving only loads folders whose names are integers.
+    tmp = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        extra = os.path.join(tmp, warmup_lib.WARMUP_DIR)
+        tf.io.gfile.makedirs(extra)
+        warmup_lib.write_warmup_file(os.path.join(extra, warmup_lib.WARMUP_FILENAME),
+                                     warmup_logs(warmup_images, module.image_size, model_name))
+        for name, text in (extra_files or {}).items():
+            with tf.io.gfile.GFile(os.path.join(extra, name), "w") as f:
+                f.write(text)
+        if tf.io.gfile.exists(final):  # another export took this number meanwhile
+            raise FileExistsError(f"{final} appeared during the export; nothing overwritten")
+        tf.io.gfile.rename(tmp, final, overwrite=False)
+    except BaseException:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.rmtree(tmp)
+        raise
+    return final
+
+
+def warmup_logs(images, image_size, model_name="alexnet"):
+    """Serialized PredictionLogs: each signature once, one image and a batch."""
+    images = [bytes(b) for b in images] or synthetic_images()
+    logs = [warmup_lib.predict_log({"image_bytes": np.array(images[:1], object)}, model_name,
+                                   SERVING_DEFAULT)]
+    if len(images) > 1:
+        logs.append(warmup_lib.predict_log({"image_bytes": np.array(images, object)},
+                                           model_name, SERVING_DEFAULT))
+    logs.append(warmup_lib.predict_log({"image_bytes": np.array(images[:1], object)},
+                                       model_name, TEN_CROP))
+    zeros = np.zeros((1, image_size, image_size, 3), np.float32)
+    logs.append(warmup_lib.predict_log({"images": zeros}, model_name, PREDICT_IMAGES))
+    return logs
+
+
+def synthetic_images():
+    """Two smooth test pictures (an RGB JPEG and a grayscale PNG) for when no data is at hand."""
+    y, x = np.mgrid[0:240, 0:320]
+    rgb = np.stack([x * 255 // 319, y * 255 // 239, (x + y) * 255 // 558], -1).astype(np.uint8)
+    gray = rgb[:180, :150, :1]
+    return [tf.io.encode_jpeg(rgb, quality=90).numpy(), tf.io.encode_png(gray).numpy()]
+
+
+def read_tfrecord_images(pattern, limit):
+    """Up to `limit` encoded images from TFRecord shards matching pattern (for warmup)."""
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files or limit <= 0:
+        return []
+    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
+    dataset = tf.data.TFRecordDataset(files[:1]).take(limit)
+    return [tf.io.parse_single_example(r, spec)["image/encoded"].numpy() for r in dataset]
+
+
+def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name=None):
+    """Exports a restore.RestoredRun (model, labels, statistics); returns the version's path."""
+    metadata = {"config": run.config, "checkpoint": run.checkpoint_path,
+                "image_size": run.image_size, "resize": int(run.mean_image.shape[0]),
+                "label_offset": run.label_offset, "normalization": run.normalization,
+                "jpeg_quality": run.jpeg_quality,
+                "signatures": [SERVING_DEFAULT, PREDICT_IMAGES, TEN_CROP]}
+    module = ServingModule(run.model, run.mean_image, run.synsets, run.class_names,
+                           std=run.std, metadata=metadata, jpeg_quality=run.jpeg_quality)
+    warmup = read_tfrecord_images(os.path.join(run.data_dir, "validation-*"), num_warmup_images)
+    labels = "".join(f"{i}\t{s}\t{n}\n" for i, (s, n) in enumerate(zip(run.synsets,
+                                                                       run.class_names)))
+    model_name = model_name or os.path.basename(os.path.normpath(export_dir))
+    path = save(module, export_dir, version=version, warmup_images=warmup, model_name=model_name,
+                extra_files={"labels.txt": labels,
+                             "metadata.json": json.dumps(metadata, indent=2, sort_keys=True)})
+    logging.info("exported %s (checkpoint %s)", path, run.checkpoint_path)
+    return path
+
+
+def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None, **kwargs):
+    """Restores WORKDIR's checkpoint and exports it; returns the new version's path."""
+    from keras_alexnet import restore  # keras_alexnet's model code: export time only
+
+    return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir), export_dir,
+                      **kwargs)
