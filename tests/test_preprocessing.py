@@ -13,7 +13,7 @@ def jpeg(h, w, seed=0):
 
 
 def decoded(image_bytes):
-    return tf.io.decode_jpeg(image_bytes, channels=3).numpy().astype(np.float32)
+    return tf.io.decode_jpeg(image_bytes, channels=3, dct_method=pp.DCT_METHOD).numpy().astype(np.float32)
 
 
 def make_stats(mean_image, eigenvalues=(3.0, 2.0, 1.0), eigenvectors=np.eye(3)):
