@@ -80,8 +80,8 @@ class ServingModule(tf.Module):
 
     def preprocess(self, image_bytes):
         """float32 [S, S, 3]: one encoded image through the paper's evaluation preprocessing."""
-        image = prep.scale_and_center(image_bytes, self.resize, self.jpeg_quality)
-        return prep.central_crop(self._normalize(image), self.image_size)
+        patch = prep.central_patch(image_bytes, self.resize, self.image_size, self.jpeg_quality)
+        return (patch - prep.central_crop(self.mean_image, self.image_size)) / self.std
 
     def preprocess_ten_crops(self, image_bytes):
         """float32 [10, S, S, 3]: the paper's four corner and centre patches and their mirrors."""

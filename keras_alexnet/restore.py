@@ -12,10 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import input_pipeline
 from keras_alexnet import model as model_lib
 from keras_alexnet import stats as stats_lib
 
-LABELS_FILENAME = "labels.txt"
+LABELS_FILENAME = input_pipeline.LABELS_FILENAME
 MANIFEST_FILENAME = "dataset.json"  # make_tfrecords' settings: resize, quality
 
 
@@ -95,26 +96,6 @@ def restore_model(model, path):
     return model
 
 
-def load_labels(path_or_dir):
-    """[(synset, name)] in label order from labels.txt ("index<TAB>wnid<TAB>name" lines)."""
-    path = str(path_or_dir)
-    if tf.io.gfile.isdir(path):
-        path = os.path.join(path, LABELS_FILENAME)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: no labels file (make_tfrecords writes it)")
-    labels = []
-    with tf.io.gfile.GFile(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 2 or not parts[0].strip().isdigit() or int(parts[0]) != len(labels):
-                raise ValueError(f"{path}:{number}: expected '{len(labels)}<TAB>wnid<TAB>name', "
-                                 f"got {line.rstrip()!r}")
-            labels.append((parts[1], parts[2] if len(parts) > 2 else parts[1]))
-    return labels
-
-
 def normalization_arrays(stats, normalization):
     """(mean [R, R, 3], std [3]) for 'mean_image' (the paper) or 'channel' (mean/std per channel)."""
     if normalization == "mean_image":
@@ -131,7 +112,7 @@ def restore_run(workdir, checkpoint="best", *, data_dir=None):
     input_config = config.get("input", {})
     # An empty data_dir means the trainer generated the demo dataset inside the workdir.
     data_dir = data_dir or input_config.get("data_dir") or os.path.join(workdir, "demo_data")
-    labels = load_labels(data_dir)
+    labels = input_pipeline.load_labels(data_dir)
     num_classes = config["model"]["num_classes"]
     if len(labels) != num_classes:
         raise ValueError(f"{os.path.join(data_dir, LABELS_FILENAME)} has {len(labels)} classes, "

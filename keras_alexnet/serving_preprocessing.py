@@ -18,10 +18,14 @@ Remaining differences are named in `scale_and_center`.
 """
 import tensorflow as tf
 
+from keras_alexnet import preprocessing
+
 # make_tfrecords' Pillow filter (Image.BICUBIC) and JPEG quality.
 RESIZE_METHOD = "bicubic"
 WRITER_JPEG_QUALITY = 90
 _DCT_METHOD = "INTEGER_ACCURATE"  # = Pillow's JDCT_ISLOW; tf.io.decode_jpeg defaults to IFAST
+# How the input pipeline decodes stored JPEGs: the network saw those pixels.
+READER_DCT_METHOD = preprocessing.DCT_METHOD
 
 
 def _jpeg_draft_scale(image_bytes, size):
@@ -113,25 +117,63 @@ def central_crop(image, size):
     return tf.ensure_shape(image[top:top + size, left:left + size, :], [size, size, None])
 
 
-def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
-    """float32 [size, size, 3]: the pixels make_tfrecords would store for these bytes.
+def _is_stored(image_bytes, size):
+    """Whether the bytes already are what make_tfrecords stores: a size x size JPEG."""
+    def square():
+        shape = tf.io.extract_jpeg_shape(image_bytes)
+        return tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
 
-    Decode, shorter side to size, central square, and (jpeg_quality > 0) the
-    writer's JPEG re-encode, which the network saw in training. Images already
-    size x size RGB JPEGs (the TFRecords) are only decoded. Not reproduced:
-    Pillow's extra box reduction of images still 6x larger than size after
-    DCT scaling (PNGs with a shorter side >= 6 * size), its 8-bit handling of
-    16-bit PNGs, and Pillow's fixed-point filter weights (about +-1 level).
+    return tf.cond(tf.io.is_jpeg(image_bytes), square, lambda: tf.constant(False))
+
+
+def _rewrite(image_bytes, size):
+    """float32 [size, size, 3]: the writer's decode, resize and central square."""
+    return central_crop(resize_shorter_side(decode_rgb(image_bytes, size), size), size)
+
+
+def to_record(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
+    """The JPEG bytes make_tfrecords stores for an image (the bytes themselves if already so)."""
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    return tf.cond(_is_stored(image_bytes, size), lambda: image_bytes, lambda: tf.io.encode_jpeg(
+        tf.cast(_rewrite(image_bytes, size), tf.uint8), quality=jpeg_quality))
+
+
+def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
+    """float32 [size, size, 3]: the pixels the input pipeline reads for the record of these bytes.
+
+    A JPEG already size x size (a record make_tfrecords wrote) is decoded as the
+    pipeline decodes it. Anything else gets the writer's treatment first:
+    decode, shorter side to size, central square, and (jpeg_quality > 0) the
+    JPEG re-encode. Not reproduced: Pillow's box reduction of images still 6x
+    larger than size after DCT scaling (PNGs with a shorter side >= 6 * size),
+    its 8-bit reading of 16-bit PNGs, its fixed-point filter weights (+-1 level
+    on ~0.02% of values), and the re-encode of a user's size x size JPEG.
     """
-    image = decode_rgb(image_bytes, size)
-    shape = tf.shape(image)
-    stored = tf.logical_and(tf.io.is_jpeg(image_bytes),
-                            tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size)))
-    square = tf.cast(central_crop(resize_shorter_side(image, size), size), tf.uint8)
-    if jpeg_quality:
-        square = tf.cond(stored, lambda: square, lambda: tf.io.decode_jpeg(
-            tf.io.encode_jpeg(square, quality=jpeg_quality), dct_method=_DCT_METHOD))
-    return tf.ensure_shape(tf.cast(square, tf.float32), [size, size, 3])
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    if not jpeg_quality:
+        return tf.cond(_is_stored(image_bytes, size), lambda: _read(image_bytes),
+                       lambda: _rewrite(image_bytes, size))
+    return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality)), [size, size, 3])
+
+
+def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALITY):
+    """float32 [S, S, 3]: the centre patch, decoded from the record as the pipeline decodes it.
+
+    The pipeline decodes only the window (tf.image.decode_and_crop_jpeg), which
+    differs from decode-then-crop by a level or two along some window edges.
+    """
+    top = (size - image_size) // 2
+    if not jpeg_quality:
+        return central_crop(scale_and_center(image_bytes, size, 0), image_size)
+    window = tf.constant([top, top, image_size, image_size])
+    patch = tf.image.decode_and_crop_jpeg(to_record(image_bytes, size, jpeg_quality), window,
+                                          channels=3, dct_method=READER_DCT_METHOD)
+    return tf.ensure_shape(tf.cast(patch, tf.float32), [image_size, image_size, 3])
+
+
+def _read(record):
+    return tf.cast(tf.io.decode_jpeg(record, channels=3, dct_method=READER_DCT_METHOD),
+                   tf.float32)
 
 
 def ten_crops(image, size):

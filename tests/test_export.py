@@ -4,7 +4,6 @@ The export is loaded in a fresh Python process that imports TensorFlow only,
 as TF Serving would load it, and compared with the in-process Keras model.
 """
 import hashlib
-import io
 import json
 import os
 import pathlib
@@ -15,7 +14,6 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import saved_model_pb2
@@ -112,12 +110,17 @@ def served(run, tmp_path_factory):
 
 
 def _reference_inputs(run, images):
-    """The same preprocessing, run eagerly in this process, with NumPy crops and mean."""
+    """The same preprocessing run eagerly in this process, NumPy for the mean and crops.
+
+    Returns the centre patches and the full mean-subtracted squares (ten crops).
+    """
     stats = np.load(os.path.join(run["data_dir"], "stats.npz"))
     mean = stats["mean_image"].astype(np.float32)
-    offset = (fx.RESIZE - 67) // 2
+    top = (fx.RESIZE - 67) // 2
+    centre = [prep.central_patch(b, fx.RESIZE, 67).numpy() - mean[top:top + 67, top:top + 67]
+              for b in images]
     squares = [prep.scale_and_center(b, fx.RESIZE).numpy() - mean for b in images]
-    return np.stack([s[offset:offset + 67, offset:offset + 67] for s in squares]), squares
+    return np.stack(centre), squares
 
 
 def _softmax(logits):
@@ -170,18 +173,37 @@ def test_predict_images_takes_preprocessed_floats(run, served):
                                rtol=1e-4, atol=1e-6)
 
 
-def test_serving_matches_make_tfrecords_pixels(run, served):
-    """Pillow's write-time resize and re-encode (tfrecords.convert_image) vs the graph's."""
-    tfrecords = pytest.importorskip("keras_alexnet.tfrecords")
+def test_serving_matches_make_tfrecords_then_input_pipeline(served):
+    """Serving = make_tfrecords' Pillow resize and re-encode, then the reader's decode."""
+    from keras_alexnet import tfrecords
+    from keras_alexnet.preprocessing import DCT_METHOD as dct
     for name, data in served["images"].items():
         ours = prep.scale_and_center(data, fx.RESIZE).numpy()
         if name == "stored.jpg":  # already what the writer stores: decoded as the reader does
-            np.testing.assert_array_equal(ours, np.asarray(Image.open(io.BytesIO(data))))
+            np.testing.assert_array_equal(ours, tf.io.decode_jpeg(data, dct_method=dct).numpy())
             continue
-        _, pixels, _ = tfrecords.convert_image(data, fx.RESIZE, 90)
-        difference = np.abs(ours - pixels)
+        encoded, _, _ = tfrecords.convert_image(data, fx.RESIZE, 90)
+        difference = np.abs(ours - tf.io.decode_jpeg(encoded, dct_method=dct).numpy())
         # Off by a level here and there (Pillow's fixed-point weights), never systematically.
         assert difference.mean() < 0.1 and difference.max() <= 12, name
+
+
+def test_stored_images_preprocess_as_the_input_pipeline(run):
+    """On make_tfrecords' output the export sees exactly what evaluation of the checkpoint sees."""
+    from keras_alexnet import preprocessing
+    stats = np.load(os.path.join(run["data_dir"], "stats.npz"))
+    mean = stats["mean_image"].astype(np.float32)
+    module = export.ServingModule(run["model"], mean, fx.SYNSETS, fx.NAMES)
+    record = fx.encode(fx.picture(fx.RESIZE, fx.RESIZE, seed=9))
+    stats_obj = restore.stats_lib.load_stats(run["data_dir"])
+    np.testing.assert_allclose(
+        module.preprocess(tf.constant(record)).numpy(),
+        preprocessing.preprocess_for_eval(tf.constant(record), stats_obj, image_size=67).numpy(),
+        atol=1e-4)
+    np.testing.assert_allclose(
+        module.preprocess_ten_crops(tf.constant(record)).numpy(),
+        preprocessing.preprocess_for_eval(tf.constant(record), stats_obj, image_size=67,
+                                          ten_crop=True).numpy(), atol=1e-4)
 
 
 def test_undecodable_bytes_are_invalid_argument_and_model_stays_usable(served):
