@@ -1,0 +1,56 @@
+"""bin/evaluate: top-1 and top-5 error of a checkpoint or an export, in the paper's table form.
+
+    bin/evaluate --workdir=RUN --data='DATA/validation-*' [--checkpoint=best] [--ten_crop]
+    bin/evaluate --saved_model=models/alexnet --data='DATA/validation-*' [--ten_crop]
+
+--saved_model takes a SavedModel folder or a model base path (its newest version).
+"""
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from absl import app, flags  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate a checkpoint of.")
+_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Export to evaluate (instead of --workdir).")
+_DATA = flags.DEFINE_string("data", None, "TFRecord file pattern, e.g. 'DATA/validation-*'.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "With --workdir: best, latest or a path.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "With --workdir: folder with labels.txt and "
+                                "stats.npz (default: the run's config.input.data_dir).")
+_TEN_CROP = flags.DEFINE_bool("ten_crop", False, "The paper's ten patches, softmax averaged.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per step.")
+_JSON = flags.DEFINE_bool("json", False, "Also print the result as one JSON line.")
+flags.mark_flags_as_required(["data"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if bool(_WORKDIR.value) == bool(_SAVED_MODEL.value):
+        raise app.UsageError("give exactly one of --workdir and --saved_model")
+    from keras_alexnet import evaluate
+    try:
+        if _WORKDIR.value:
+            result = evaluate.evaluate_checkpoint(
+                _WORKDIR.value, _DATA.value, checkpoint=_CHECKPOINT.value,
+                ten_crop=_TEN_CROP.value, batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value)
+        else:
+            result = evaluate.evaluate_saved_model(_SAVED_MODEL.value, _DATA.value,
+                                                   ten_crop=_TEN_CROP.value,
+                                                   batch_size=_BATCH_SIZE.value)
+    except (ValueError, FileNotFoundError) as e:
+        sys.stderr.write(f"bin/evaluate: error: {e}\n")
+        sys.exit(1)
+    print(evaluate.format_table([result], _DATA.value))
+    if _JSON.value:
+        print(json.dumps(result.as_dict()))
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,52 @@
+"""bin/export: a training run's checkpoint as a SavedModel in TF Serving's model base path.
+
+    bin/export --workdir=RUN --export_dir=models/alexnet [--checkpoint=best|latest|PATH]
+
+Writes models/alexnet/<N>/ with N one more than the newest version there
+(never overwriting one); point TF Serving at models/alexnet (see BUILD.md).
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from absl import app, flags  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json, best/, checkpoints/).")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base path; a new version folder goes in it.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
+                                  "'best' (best validation error), 'latest', a checkpoint folder "
+                                  "or a checkpoint prefix such as RUN/checkpoints/ckpt-12.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with labels.txt and stats.npz "
+                                "(default: the run's config.input.data_dir).")
+_VERSION = flags.DEFINE_integer("version", None, "Version number (default: newest + 1); "
+                                "an existing version is an error.")
+_WARMUP = flags.DEFINE_integer("num_warmup_images", 4, "Validation images in the TF Serving "
+                               "warmup requests (synthetic pictures when there are none).")
+_MODEL_NAME = flags.DEFINE_string("model_name", None, "Model name in the warmup requests "
+                                  "(default: the export_dir's last component).")
+flags.mark_flags_as_required(["workdir", "export_dir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from keras_alexnet import export
+    try:
+        path = export.export_from_workdir(
+            _WORKDIR.value, _EXPORT_DIR.value, _CHECKPOINT.value, data_dir=_DATA_DIR.value,
+            version=_VERSION.value, num_warmup_images=_WARMUP.value, model_name=_MODEL_NAME.value)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        sys.stderr.write(f"bin/export: error: {e}\n")
+        sys.exit(1)
+    print(f"exported {path}")
+    print(f"signatures: {export.SERVING_DEFAULT} (image_bytes), {export.PREDICT_IMAGES} (images), "
+          f"{export.TEN_CROP} (image_bytes)")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,129 @@
+"""Top-1 and top-5 error of a checkpoint or of an export, printed as the paper's results table.
+
+A checkpoint is evaluated through the input pipeline (make_dataset in eval
+mode: centre patch, or the ten patches with their softmax averaged); an export
+through its own signatures (serving_default or ten_crop) on the records'
+encoded bytes, the path a served request takes. On make_tfrecords' output the
+two see the same pixels, so their errors agree.
+"""
+import dataclasses
+import json
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from keras_alexnet import input_pipeline
+from keras_alexnet import restore
+from keras_alexnet import stats as stats_lib
+
+
+@dataclasses.dataclass
+class Result:
+    setting: str
+    num_images: int
+    top1_errors: int
+    top5_errors: int
+
+    @property
+    def top1_error(self):
+        return self.top1_errors / max(self.num_images, 1)
+
+    @property
+    def top5_error(self):
+        return self.top5_errors / max(self.num_images, 1)
+
+    def as_dict(self):
+        return {"setting": self.setting, "num_images": self.num_images,
+                "top1_error": round(self.top1_error, 6), "top5_error": round(self.top5_error, 6)}
+
+
+def count_errors(probabilities, labels, k=5):
+    """(top-1 errors, top-k errors) in a batch: a label outside the k highest is a top-k error."""
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    k = min(k, probabilities.shape[-1])
+    top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    top1 = int(np.sum(top[:, 0] != labels))
+    topk = int(np.sum(~np.any(top == labels[:, None], axis=1)))
+    return top1, topk
+
+
+def _accumulate(batches, setting, stream):
+    """Result over (probabilities, labels) batches, with a progress line every few seconds."""
+    result = Result(setting, 0, 0, 0)
+    start = last = time.perf_counter()
+    for probabilities, labels in batches:
+        top1, top5 = count_errors(probabilities, labels)
+        result.num_images += len(labels)
+        result.top1_errors += top1
+        result.top5_errors += top5
+        if stream and time.perf_counter() - last > 5:
+            last = time.perf_counter()
+            stream.write(f"  {result.num_images} images, {result.num_images / (last - start):.1f}"
+                         f" images/s, top-1 error so far {result.top1_error:.2%}\n")
+    if result.num_images == 0:
+        raise ValueError(f"{setting}: no examples in the data")
+    return result
+
+
+def _patches(ten_crop):
+    return "10 patches" if ten_crop else "1 patch (centre)"
+
+
+def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, batch_size=64,
+                        data_dir=None, stream=sys.stderr):
+    """Result of WORKDIR's checkpoint on the TFRecords matching `data`."""
+    run = restore.restore_run(workdir, checkpoint, data_dir=data_dir)
+    dataset = input_pipeline.make_dataset(
+        data, batch_size, training=False, stats=stats_lib.load_stats(run.data_dir),
+        image_size=run.image_size, label_offset=run.label_offset, ten_crop=ten_crop,
+        repeat=False, normalization=run.normalization)
+    model = run.model
+
+    @tf.function
+    def probabilities(images):
+        if ten_crop:
+            flat = tf.reshape(images, [-1, run.image_size, run.image_size, 3])
+            p = tf.nn.softmax(tf.cast(model(flat, training=False), tf.float32))
+            return tf.reduce_mean(tf.reshape(p, [-1, 10, p.shape[-1]]), axis=1)
+        return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+
+    batches = ((probabilities(images).numpy(), labels.numpy()) for images, labels in dataset)
+    return _accumulate(batches, f"checkpoint {run.checkpoint_path}, {_patches(ten_crop)}", stream)
+
+
+def resolve_saved_model(path):
+    """A SavedModel folder, or the newest version in a TF Serving model base path."""
+    if tf.io.gfile.exists(f"{path}/saved_model.pb"):
+        return path
+    versions = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(path)
+                if n.rstrip("/").isdigit()] if tf.io.gfile.isdir(path) else []
+    if not versions:
+        raise FileNotFoundError(f"{path}: neither a SavedModel (no saved_model.pb) nor a model "
+                                "base path with integer versions")
+    return f"{path.rstrip('/')}/{max(versions)}"
+
+
+def evaluate_saved_model(saved_model, data, *, ten_crop=False, batch_size=64, stream=sys.stderr):
+    """Result of an export on the TFRecords matching `data`, through its signatures."""
+    path = resolve_saved_model(saved_model)
+    loaded = tf.saved_model.load(path)
+    metadata = json.loads(loaded.metadata_json.numpy())
+    signature = loaded.signatures["ten_crop" if ten_crop else "serving_default"]
+    offset = int(metadata.get("label_offset", 0))
+    dataset = tf.data.TFRecordDataset(input_pipeline.list_shards(data))
+    dataset = dataset.map(lambda r: input_pipeline.parse_example(r, offset)).batch(batch_size)
+    batches = ((signature(image_bytes=images)["probabilities"].numpy(), labels.numpy())
+               for images, labels in dataset)
+    return _accumulate(batches, f"export {path}, {_patches(ten_crop)}", stream)
+
+
+def format_table(results, data):
+    """The paper's table: setting | top-1 error | top-5 error."""
+    lines = ["| setting | top-1 error | top-5 error |", "|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.setting}, {r.num_images:,} images of {data} "
+                     f"| {r.top1_error:.2%} | {r.top5_error:.2%} |")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""bin/evaluate: error counting, a checkpoint and its export agreeing on the same records."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import serving_fixtures as fx
+from keras_alexnet import evaluate
+from keras_alexnet import export
+from keras_alexnet import input_pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    data_dir = fx.write_data_dir(str(root / "data"), num_images=12)
+    model = fx.write_workdir(str(root / "run"), data_dir)
+    path = export.export_run(fx.restored_run(model, data_dir), str(root / "models"),
+                             num_warmup_images=1)
+    return {"root": root, "data_dir": data_dir, "model": model, "path": path,
+            "workdir": str(root / "run"), "data": os.path.join(data_dir, "validation-*")}
+
+
+def test_count_errors():
+    probabilities = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
+    assert evaluate.count_errors(probabilities, np.array([1, 2, 0]), k=2) == (2, 1)
+    assert evaluate.count_errors(probabilities, np.array([1, 0, 2]), k=1) == (0, 0)
+
+
+def _pipeline_errors(run, ten_crop):
+    """Errors of the in-memory model on the input pipeline's batches, counted here."""
+    dataset = input_pipeline.make_dataset(run["data"], 5, training=False, stats=run["data_dir"],
+                                          image_size=67, ten_crop=ten_crop, repeat=False)
+    top1 = top2 = n = 0
+    for images, labels in dataset:
+        flat = tf.reshape(images, [-1, 67, 67, 3])
+        p = tf.nn.softmax(run["model"](flat, training=False)).numpy()
+        p = p.reshape(len(labels), -1, p.shape[-1]).mean(1)
+        ranked = np.argsort(-p, axis=1)
+        top1 += int(np.sum(ranked[:, 0] != labels.numpy()))
+        top2 += int(np.sum(~np.any(ranked[:, :2] == labels.numpy()[:, None], axis=1)))
+        n += len(labels)
+    return n, top1, top2
+
+
+@pytest.mark.parametrize("ten_crop", [False, True])
+def test_export_evaluation_matches_the_input_pipeline(run, ten_crop):
+    result = evaluate.evaluate_saved_model(os.path.dirname(run["path"]), run["data"],
+                                           ten_crop=ten_crop, batch_size=5, stream=None)
+    n, top1, _ = _pipeline_errors(run, ten_crop)
+    assert result.num_images == n == 12
+    assert result.top1_errors == top1
+    assert 0 < top1 < 12  # neither all right nor all wrong: the count means something
+    assert result.top5_errors == 0  # 4 classes: every label is in the top 5
+
+
+def _bin_evaluate(*flags):
+    out = subprocess.run([sys.executable, os.path.join(REPO, "bin", "evaluate"), "--json", *flags],
+                         check=True, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")).stdout
+    lines = out.strip().splitlines()
+    assert lines[0] == "| setting | top-1 error | top-5 error |"
+    return json.loads(lines[-1]), lines[2]
+
+
+@pytest.mark.slow
+def test_bin_evaluate_checkpoint_and_its_export_agree(run, tmp_path):
+    exported = export.export_from_workdir(run["workdir"], str(tmp_path / "m"), num_warmup_images=1)
+    data = f"--data={run['data']}"
+    from_checkpoint, row = _bin_evaluate(f"--workdir={run['workdir']}", data, "--batch_size=5")
+    from_export, _ = _bin_evaluate(f"--saved_model={exported}", data, "--batch_size=5")
+    assert from_checkpoint["num_images"] == from_export["num_images"] == 12
+    assert from_checkpoint["top1_error"] == from_export["top1_error"]
+    assert from_checkpoint["top5_error"] == from_export["top5_error"]
+    assert row.startswith("| checkpoint ") and row.endswith("%")
+    ten = [evaluate.evaluate_checkpoint(run["workdir"], run["data"], ten_crop=True, stream=None),
+           evaluate.evaluate_saved_model(exported, run["data"], ten_crop=True, stream=None)]
+    assert ten[0].top1_errors == ten[1].top1_errors
+
+
+def test_clear_errors(run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
+        evaluate.evaluate_saved_model(run["path"], str(tmp_path / "none-*"), stream=None)
+    with pytest.raises(FileNotFoundError, match="neither a SavedModel"):
+        evaluate.resolve_saved_model(str(tmp_path))
