@@ -153,6 +153,10 @@ def write_shard(task):
                 skipped.append((item.name, str(e)))
                 _tick()
                 continue
+            except Exception as e:  # a decoder bug on one odd file must not stop 1.28M others
+                skipped.append((item.name, f"conversion failed: {type(e).__name__}: {e}"))
+                _tick()
+                continue
             wnid, text = classes[label]
             writer.write(make_example({
                 "image/encoded": encoded, "image/format": "JPEG", "image/class/label": label,
