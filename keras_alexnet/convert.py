@@ -97,13 +97,13 @@ def merge_stats(out, names):
 
 def convert(source, input_dir, output_dir, split="train", num_shards=None, num_workers=None,
             resize=256, quality=90, tfds_data_dir=None, devkit_dir=None, stats_size=256,
-            stream=sys.stderr):
+            class_names=None, stream=sys.stderr):
     """Converts one split; returns the summary dict (also in OUT/report-{split}.json)."""
     if split not in ("train", "validation", "test"):
         raise SourceError(f"--split {split!r}: expected train, validation or test")
     if resize < 0 or (resize == 0 and stats_size <= 0):
         raise SourceError(f"--resize {resize}: expected 0 (keep) or a size in pixels")
-    src = open_source(source, input_dir, split, tfds_data_dir, devkit_dir)
+    src = open_source(source, input_dir, split, tfds_data_dir, devkit_dir, class_names)
     found = len(src.items)
     num_shards = num_shards or tfrecords.default_num_shards(found)
     if num_shards < 1:

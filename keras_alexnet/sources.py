@@ -72,12 +72,30 @@ def _folder_items(input_dir, classes, label_of):
     return items
 
 
-def imagefolder(input_dir, split):
-    """DIR/<class>/*: class folders sorted by name give labels 0..N-1; the name is the folder name."""
+def read_class_names(path):
+    """{wnid: name} from "wnid name" lines (LOC_synset_mapping.txt, the devkit's words.txt)."""
+    names = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.strip().split(None, 1)
+                if fields:
+                    names[fields[0]] = fields[1] if len(fields) > 1 else fields[0]
+    except OSError as e:
+        raise SourceError(f"--class_names {path}: {e.strerror or e}") from e
+    return names
+
+
+def imagefolder(input_dir, split, class_names=None):
+    """DIR/<class>/*: class folders sorted by name give labels 0..N-1.
+
+    The human-readable name is the folder name, or its line in class_names.
+    """
     del split  # one folder is one split; --split names the output shards
     classes = _class_folders(input_dir)
     items = _folder_items(input_dir, classes, {c: i for i, c in enumerate(classes)})
-    return Source([(c, c) for c in classes], items, _fingerprint(items), None)
+    names = read_class_names(class_names) if class_names else {}
+    return Source([(c, names.get(c, c)) for c in classes], items, _fingerprint(items), None)
 
 
 def _find_one(input_dir, patterns, what, flag):
@@ -188,10 +206,10 @@ def tfds_source(name, split, data_dir):
     return Source(classes, items, fingerprint, spec)
 
 
-def open_source(source, input_dir, split, tfds_data_dir=None, devkit_dir=None):
+def open_source(source, input_dir, split, tfds_data_dir=None, devkit_dir=None, class_names=None):
     """The Source named by --source (imagefolder | ilsvrc2010 | ilsvrc2012 | tfds:NAME)."""
     if source == "imagefolder":
-        return imagefolder(input_dir, split)
+        return imagefolder(input_dir, split, class_names)
     if source in ("ilsvrc2010", "ilsvrc2012"):
         return ilsvrc(input_dir, split, int(source[-4:]), devkit_dir)
     if source.startswith("tfds:") and len(source) > 5:

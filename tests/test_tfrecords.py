@@ -145,6 +145,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert again["converted_this_run"] == 0 and _shard_bytes(cut) == _shard_bytes(whole)
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_shards(tmp_path):
     root = tiny_images.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=3)
     run(tmp_path, root, out="one", resize=40, num_shards=3)
@@ -247,6 +248,24 @@ def test_output_holding_another_dataset_is_refused(tmp_path):
     open(tmp_path / "foreign" / "train-00000-of-00001", "wb").close()
     with pytest.raises(convert.OutputError, match="not written by make_tfrecords"):
         run(tmp_path, first, out="foreign")
+
+
+@pytest.mark.slow
+def test_command_line_converts_resumes_and_names_classes(tmp_path):
+    root = tiny_images.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=3)
+    tiny_images.add_odd_files(root, "n01")
+    tiny_images.write(str(tmp_path / "names.txt"), b"n01 tench, Tinca tinca\nn02 English springer\n")
+    command = [sys.executable, os.path.join(REPO, "bin", "make_tfrecords"), f"--input_dir={root}",
+               f"--output_dir={tmp_path / 'out'}", "--resize=40", "--num_workers=2",
+               f"--class_names={tmp_path / 'names.txt'}"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "found 12 = written 9 + skipped 3" in first.stderr and "img/s" in first.stderr
+    assert load_labels(tmp_path / "out") == [("n01", "tench, Tinca tinca"), ("n02", "English springer")]
+    before = _shard_bytes(tmp_path / "out")
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "resuming, 8 of 8 shards complete" in again.stderr
+    assert _shard_bytes(tmp_path / "out") == before
 
 
 def test_command_line_reports_errors_without_a_traceback(tmp_path):

@@ -25,6 +25,8 @@ flags.DEFINE_integer("quality", 90, "JPEG quality of re-encoded images.")
 flags.DEFINE_integer("stats_size", 256, "With --resize 0: side of the mean image.")
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir for --source tfds:NAME (already prepared).")
 flags.DEFINE_string("devkit_dir", None, "ILSVRC devkit folder (default: searched under --input_dir).")
+flags.DEFINE_string("class_names", None, "imagefolder: file of 'wnid name' lines for labels.txt "
+                    "(e.g. LOC_synset_mapping.txt); default: the folder names.")
 
 
 def main(argv):
@@ -41,7 +43,7 @@ def main(argv):
                         num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
                         resize=FLAGS.resize, quality=FLAGS.quality,
                         tfds_data_dir=FLAGS.tfds_data_dir, devkit_dir=FLAGS.devkit_dir,
-                        stats_size=FLAGS.stats_size)
+                        stats_size=FLAGS.stats_size, class_names=FLAGS.class_names)
     except (SourceError, convert.OutputError) as e:
         sys.stderr.write(f"make_tfrecords: error: {e}\n")
         sys.exit(2)
