@@ -69,6 +69,8 @@ class ServingModule(tf.Module):
                                          dtype=tf.string, trainable=False, name="metadata_json")
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
         images_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
+        # Not a signature: lets a Python client see what predict_images would need.
+        self.preprocess_bytes = tf.function(self._preprocess_bytes, input_signature=[bytes_spec])
         self.serve = tf.function(self._serve, input_signature=[bytes_spec])
         self.predict_images = tf.function(self._predict_images, input_signature=[images_spec])
         self.ten_crop = tf.function(self._ten_crop, input_signature=[bytes_spec])
@@ -101,11 +103,13 @@ class ServingModule(tf.Module):
         # Softmax in float32 whatever the model computed in.
         return tf.nn.softmax(tf.cast(self.model(images, training=False), tf.float32), axis=-1)
 
-    def _serve(self, image_bytes):
+    def _preprocess_bytes(self, image_bytes):
         size = self.image_size
-        images = tf.map_fn(self.preprocess, image_bytes,
-                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        return self._outputs(self._probabilities(images))
+        return tf.map_fn(self.preprocess, image_bytes,
+                         fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+    def _serve(self, image_bytes):
+        return self._outputs(self._probabilities(self._preprocess_bytes(image_bytes)))
 
     def _predict_images(self, images):
         return self._outputs(self._probabilities(images))

@@ -74,6 +74,7 @@ FRESH_PROCESS = textwrap.dedent("""
         out = loaded.signatures[name](image_bytes=tf.constant(list(data["images"])))
         for key, value in out.items():
             results[name + "/" + key] = value.numpy()
+    results["preprocess_bytes"] = loaded.preprocess_bytes(tf.constant(list(data["images"]))).numpy()
     out = loaded.signatures["predict_images"](images=tf.constant(data["floats"]))
     results["predict_images/probabilities"] = out["probabilities"].numpy()
     errors = []
@@ -135,6 +136,7 @@ def test_fresh_process_needs_only_tensorflow(served):
 
 def test_serving_default_matches_keras_model(run, served):
     centre, _ = _reference_inputs(run, served["images"].values())
+    np.testing.assert_allclose(served["preprocess_bytes"], centre, atol=1e-3)
     expected = _softmax(run["model"](centre, training=False))
     probabilities = served["serving_default/probabilities"]
     assert probabilities.shape == (len(served["names"]), fx.MODEL_KWARGS["num_classes"])
