@@ -59,7 +59,8 @@ def _check_manifest(out, classes, settings, split, split_entry):
 
 
 def write_labels(out, classes):
-    text = "".join(f"{i}\t{wnid}\t{name}\n" for i, (wnid, name) in enumerate(classes))
+    clean = lambda text: " ".join(str(text).split())  # noqa: E731 (no tabs or newlines inside a field)
+    text = "".join(f"{i}\t{clean(wnid)}\t{clean(name)}\n" for i, (wnid, name) in enumerate(classes))
     with open(os.path.join(out, LABELS + ".tmp"), "w") as f:
         f.write(text)
     os.replace(os.path.join(out, LABELS + ".tmp"), os.path.join(out, LABELS))

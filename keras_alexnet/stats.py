@@ -70,12 +70,15 @@ class StatsAccumulator:
         if view.shape != self.image_sum.shape:
             raise ValueError(f"mean view shape {view.shape} != {self.image_sum.shape}")
         self.image_sum += view
-        pixels = image.reshape(-1, 3).astype(np.float64)
-        # Integer-valued float64 products stay exact below 2**53 (65536 px * 255**2 per image).
-        self.outer_sum += np.rint(pixels.T @ pixels).astype(np.int64)
-        self.pixel_sum += image.reshape(-1, 3).sum(axis=0, dtype=np.int64)
+        # [r g b 1]^T [r g b 1] gives the outer products, the channel sums and the pixel count
+        # in one BLAS call; integer-valued float64 sums stay exact below 2**53.
+        pixels = np.ones((image.shape[0] * image.shape[1], 4))
+        pixels[:, :3] = image.reshape(-1, 3)
+        moments = np.rint(pixels.T @ pixels).astype(np.int64)
+        self.outer_sum += moments[:3, :3]
+        self.pixel_sum += moments[:3, 3]
         self.num_images += 1
-        self.num_pixels += pixels.shape[0]
+        self.num_pixels += int(moments[3, 3])
 
     def merge(self, other):
         if other.mean_size != self.mean_size:
