@@ -126,13 +126,16 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
                   quality=quality, stats=split == "train", stats_size=resize or stats_size)
              for name, items in zip(names, shards) if not tfrecords.is_complete(out, name)]
     todo = sum(len(t["items"]) for t in tasks)
+    workers = num_workers or os.cpu_count() or 1
+    stream.write(f"{split}: {found} files from {input_dir or source} -> {num_shards} shards in {out}"
+                 f" ({min(workers, len(tasks))} worker processes)\n")
     if todo < found:
         stream.write(f"{split}: resuming, {num_shards - len(tasks)} of {num_shards} shards complete\n")
     progress = tfrecords.Progress(todo, stream, split)
     start = time.perf_counter()
     tasks = [t for t in tasks if t["items"]] + [t for t in tasks if not t["items"]]
-    done = tfrecords.run_tasks(tasks, num_workers or os.cpu_count() or 1, progress) if tasks else 0
-    progress.update(done, final=True)
+    if tasks:
+        progress.update(tfrecords.run_tasks(tasks, workers, progress), final=True)
     summary = _report(out, split, names, found, time.perf_counter() - start, todo)
     if split == "train":
         stats = merge_stats(out, names)

@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import random
+import signal
 import time
 
 import numpy as np
@@ -123,9 +124,11 @@ def make_example(values):
 _progress = None  # shared counter of processed images, set in each worker
 
 
-def _init_worker(counter):
+def _init_worker(counter, ignore_interrupt=False):
     global _progress
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if ignore_interrupt:  # Ctrl-C goes to the parent, which stops the pool: one message, not N
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _progress = counter
 
 
@@ -219,7 +222,8 @@ class Progress:
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         frac = done / self.total if self.total else 1.0
         bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "--:--:--"
+        eta_text = (f"{int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}"
+                    if eta == eta else "-:--:--")
         line = (f"{self.label} [{bar}] {done}/{self.total} {100 * frac:5.1f}% "
                 f"{rate:7.1f} img/s ETA {eta_text}")
         self.stream.write(("\r" + line) if self.tty else line + "\n")
@@ -238,7 +242,7 @@ def run_tasks(tasks, num_workers, progress):
             progress.update(counter.value)
         return counter.value
     ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    with ctx.Pool(min(num_workers, len(tasks)), _init_worker, (counter,)) as pool:
+    with ctx.Pool(min(num_workers, len(tasks)), _init_worker, (counter, True)) as pool:
         pending = pool.map_async(write_shard, tasks, chunksize=1)
         while not pending.ready():
             pending.wait(0.5)

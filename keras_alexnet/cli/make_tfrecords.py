@@ -47,6 +47,10 @@ def main(argv):
     except (SourceError, convert.OutputError) as e:
         sys.stderr.write(f"make_tfrecords: error: {e}\n")
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("\nmake_tfrecords: interrupted; complete shards are kept, "
+                         "run the same command again to finish\n")
+        sys.exit(130)
 
 
 def run():
