@@ -1,0 +1,39 @@
+"""bin/train: train AlexNet from a config file; any field can be overridden on the command line.
+
+    bin/train --config=configs/demo.py --workdir=/tmp/alexnet-demo
+    bin/train --config=configs/paper_ilsvrc2012.py --config.input.data_dir=DIR --workdir=RUN \
+        --config.optimizer.learning_rate=0.02
+
+Re-running the same command resumes from WORKDIR's latest checkpoint.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's start-up chatter out of the bar
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, summaries and metrics.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from keras_alexnet import config, train
+    try:
+        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except (config.ConfigError, FileNotFoundError, train.NonFiniteLossError) as e:
+        sys.stderr.write(f"bin/train: error: {e}\n")
+        sys.exit(1)
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,154 @@
+"""The base training config: the paper's recipe. Every configs/*.py starts from `get_config()`.
+
+Groups: `model` (exactly the keyword arguments of `build_alexnet`), `input`,
+`optimizer`, `schedule`, `distribution`, `checkpoint`, `eval`; plus a few
+top-level fields. `validate(config)` checks the values that do not need the
+data and names the offending field; `train.py` checks the data itself.
+"""
+import ml_collections
+
+from keras_alexnet import model as model_lib
+
+class ConfigError(ValueError):
+    """A config value (or the data or workdir it points at) that cannot work; names the field."""
+
+
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+CLUSTER_RESOLVERS = ("auto", "tf_config", "slurm")
+NORMALIZATIONS = ("mean_image", "channel")
+CROPS = ("paper", "inception")
+
+
+def get_config():
+    """The paper's recipe (PAPER.md, "Training"): batch 128, momentum 0.9, decay 5e-4, lr 0.01."""
+    config = ml_collections.ConfigDict()
+
+    # Keyword arguments of model.build_alexnet, and nothing else: the export
+    # rebuilds the network with build_alexnet(**config.model).
+    config.model = ml_collections.ConfigDict(dict(
+        num_classes=1000, image_size=227, towers=2, lrn=True, lrn_alpha=model_lib.LRN_ALPHA,
+        overlapping_pool=True, activation="relu", dropout=0.5, width=1.0, fc_units=4096,
+        init="paper", seed=0))
+
+    config.input = ml_collections.ConfigDict(dict(
+        # Folder written by bin/make_tfrecords: shards, labels.txt, stats.npz.
+        data_dir="",
+        # True with an empty data_dir: generate the procedural demo dataset
+        # (keras_alexnet/demo_data.py) into WORKDIR/demo_data first.
+        demo=False,
+        train_split="train",
+        eval_split="validation",
+        # A split with labels evaluated with ten crops at the end (ILSVRC-2010 has one).
+        test_split="",
+        # 1 for the 1-based labels of the Inception/TPU converters' TFRecords.
+        label_offset=0,
+        normalization="mean_image",
+        crop="paper",
+        # The std of the paper's PCA lighting coefficients a_i; 0 turns lighting off.
+        lighting_std=0.1,
+        # 0: the number of training images recorded in stats.npz.
+        num_train_examples=0,
+        shuffle_buffer=10_000,
+        # Demo data only (used when data_dir is empty).
+        demo_images_per_class=0,
+        demo_image_size=0,
+    ))
+
+    # SGD with momentum; the weight decay is the paper's, inside the momentum
+    # (v <- 0.9 v - 0.0005 lr w - lr grad), applied to kernels, not biases.
+    config.optimizer = ml_collections.ConfigDict(dict(
+        learning_rate=0.01, momentum=0.9, weight_decay=0.0005))
+
+    # "divided by 10 when the validation error rate stopped improving", "three
+    # times prior to termination". The paper gives no patience; 2 epochs keeps a
+    # single noisy epoch from cutting the rate.
+    config.schedule = ml_collections.ConfigDict(dict(
+        factor=0.1, patience=2, min_delta=0.0, max_reductions=3))
+
+    config.batch_size = 128  # global: per-replica batch x replicas
+    config.num_epochs = 90
+    config.seed = 0
+    config.precision = "auto"
+
+    config.distribution = ml_collections.ConfigDict(dict(
+        strategy="auto",
+        # multi_worker: where the cluster comes from (TF_CONFIG or SLURM's variables).
+        cluster_resolver="auto",
+        # mirrored/one_device: explicit devices, e.g. ["/gpu:0", "/gpu:1"]; empty = all GPUs.
+        devices=[],
+        # >1 splits the CPU into that many logical devices (data-parallel tests on CPU).
+        cpu_devices=0,
+    ))
+
+    config.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, max_to_keep=3))
+
+    config.eval = ml_collections.ConfigDict(dict(
+        batch_size=128,
+        # Ten crops per image: batch_size // 10 images a step keeps memory flat.
+        ten_crop=True,
+    ))
+
+    config.log_every_steps = 50
+    # 'auto': a live bar on a terminal, a line every log_every_steps otherwise.
+    config.progress = "auto"
+    return config
+
+
+def _require(condition, field, message):
+    if not condition:
+        raise ConfigError(f"config.{field}: {message}")
+
+
+def validate(config):
+    """Fails fast on values that cannot work, naming the field."""
+    expected = set(build_alexnet_kwargs())
+    got = set(config.model.keys())
+    _require(got == expected, "model",
+             f"keys must be exactly build_alexnet's arguments; unknown {sorted(got - expected)}, "
+             f"missing {sorted(expected - got)}")
+    _require(bool(config.input.data_dir) or config.input.demo, "input.data_dir",
+             "must be set to a folder written by bin/make_tfrecords "
+             "(--config.input.data_dir=/path/to/tfrecords)")
+    _require(config.model.num_classes >= 2, "model.num_classes", "must be at least 2")
+    _require(config.model.image_size >= model_lib.MIN_IMAGE_SIZE, "model.image_size",
+             f"{config.model.image_size} is below the minimum {model_lib.MIN_IMAGE_SIZE}")
+    _require(config.model.init in ("paper", "glorot"), "model.init", "must be 'paper' or 'glorot'")
+    _require(config.distribution.strategy in STRATEGIES, "distribution.strategy",
+             f"unknown strategy {config.distribution.strategy!r}; one of {STRATEGIES}")
+    _require(config.distribution.cluster_resolver in CLUSTER_RESOLVERS,
+             "distribution.cluster_resolver",
+             f"unknown {config.distribution.cluster_resolver!r}; one of {CLUSTER_RESOLVERS}")
+    _require(config.precision in PRECISIONS, "precision",
+             f"unknown precision {config.precision!r}; one of {PRECISIONS}")
+    _require(config.input.normalization in NORMALIZATIONS, "input.normalization",
+             f"unknown {config.input.normalization!r}; one of {NORMALIZATIONS}")
+    _require(config.input.crop in CROPS, "input.crop",
+             f"unknown {config.input.crop!r}; one of {CROPS}")
+    for field in ("batch_size", "num_epochs", "log_every_steps", "eval.batch_size",
+                  "checkpoint.every_steps", "checkpoint.max_to_keep"):
+        value = _get(config, field)
+        _require(isinstance(value, int) and value > 0, field, f"must be a positive integer, got {value!r}")
+    _require(config.optimizer.learning_rate > 0, "optimizer.learning_rate", "must be positive")
+    _require(0 <= config.optimizer.momentum < 1, "optimizer.momentum", "must be in [0, 1)")
+    _require(config.optimizer.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
+    _require(0 < config.schedule.factor < 1, "schedule.factor", "must be in (0, 1)")
+    _require(config.schedule.patience >= 1, "schedule.patience", "must be at least 1")
+    _require(config.schedule.max_reductions >= 0, "schedule.max_reductions", "must be >= 0")
+    _require(config.progress in ("auto", "bar", "lines", "none"), "progress",
+             "must be 'auto', 'bar', 'lines' or 'none'")
+    return config
+
+
+def build_alexnet_kwargs():
+    """The keyword arguments of build_alexnet that a config sets (all but `name`)."""
+    import inspect
+    params = inspect.signature(model_lib.build_alexnet).parameters
+    return [name for name in params if name != "name"]
+
+
+def _get(config, dotted):
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value

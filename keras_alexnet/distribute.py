@@ -1,0 +1,92 @@
+"""Strategy and precision setup for training: one place that reads config.distribution/precision.
+
+Multi-worker clusters come from TF_CONFIG or from SLURM's environment. Only the
+chief writes to the workdir; the other workers write to temporary folders, as
+TensorFlow's multi-worker guide prescribes (every worker must take part in a
+save, because saving reads distributed variables collectively).
+"""
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from keras_alexnet.config import ConfigError
+
+
+def setup_devices(config):
+    """Splits the CPU into logical devices if asked; must run before TensorFlow starts."""
+    n = config.distribution.cpu_devices
+    if n and n > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def cluster_resolver(kind):
+    """The multi-worker cluster: from TF_CONFIG, from SLURM, or ('auto') whichever is set."""
+    if kind == "auto":
+        if os.environ.get("TF_CONFIG"):
+            kind = "tf_config"
+        elif os.environ.get("SLURM_JOB_ID"):
+            kind = "slurm"
+        else:
+            raise ConfigError("config.distribution.strategy='multi_worker' needs a cluster: set "
+                             "TF_CONFIG or run under SLURM (config.distribution.cluster_resolver)")
+    if kind == "tf_config":
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if kind == "slurm":
+        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+    raise ConfigError(f"config.distribution.cluster_resolver: unknown {kind!r}")
+
+
+def make_strategy(config):
+    """The tf.distribute strategy named by config.distribution.strategy."""
+    dist = config.distribution
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = list(dist.devices) or None
+    if dist.strategy == "auto":
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()
+    if dist.strategy == "mirrored":
+        if devices is None and not gpus and dist.cpu_devices > 1:
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if dist.strategy == "one_device":
+        device = devices[0] if devices else ("/gpu:0" if gpus else "/cpu:0")
+        return tf.distribute.OneDeviceStrategy(device)
+    if dist.strategy == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=cluster_resolver(dist.cluster_resolver))
+    raise ConfigError(f"config.distribution.strategy: unknown strategy {dist.strategy!r}")
+
+
+def set_precision(precision):
+    """Sets the Keras global dtype policy; returns the policy name actually used."""
+    if precision == "auto":
+        # float16 pays off on GPU tensor cores; on CPU it is slower than float32.
+        precision = "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+    if precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
+        raise ConfigError(f"config.precision: unknown precision {precision!r}")
+    keras.mixed_precision.set_global_policy(precision)
+    return precision
+
+
+def is_chief(strategy):
+    """True on the worker that writes: the chief, or worker 0 when the cluster has no chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type is None:
+        return True
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def write_dir(path, chief):
+    """`path` on the chief; a fresh temporary folder on the other workers."""
+    if chief:
+        return path
+    return tempfile.mkdtemp(prefix="alexnet-worker-")

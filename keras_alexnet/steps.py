@@ -1,0 +1,109 @@
+"""The compiled train and eval steps, run with `strategy.run` on every strategy.
+
+The paper's weight decay goes through the momentum: `v <- 0.9 v - 0.0005 lr w
+- lr grad; w <- w + v`. That is momentum SGD on the gradient of
+`loss + 0.0005 * sum(w^2) / 2` over the kernels (not the biases), which is what
+the train step minimizes. `keras.optimizers.SGD(weight_decay=...)` would be
+decoupled decay, outside the momentum: not the paper's rule.
+"""
+import keras
+import tensorflow as tf
+
+from keras_alexnet import model as model_lib
+
+
+def make_optimizer(config, precision):
+    """Momentum SGD at the schedule's rate; wrapped for loss scaling under float16."""
+    optimizer = keras.optimizers.SGD(learning_rate=config.optimizer.learning_rate,
+                                     momentum=config.optimizer.momentum)
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def l2_penalty(variables, weight_decay):
+    """weight_decay * sum(w^2) / 2: its gradient is weight_decay * w, the paper's decay term."""
+    if not variables or not weight_decay:
+        return tf.constant(0.0, tf.float32)
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
+
+
+def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_decay):
+    """A tf.function taking (iterator, stop flag); returns the global (loss, correct, stop).
+
+    The loss is averaged over the global batch (gradients are summed across
+    replicas), and the L2 term is split across replicas so that it counts once.
+    The stop flag (SIGTERM on any worker) is summed across workers so that all
+    of them stop at the same step.
+    """
+    decayed = model_lib.decayed_variables(model)
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    replicas = strategy.num_replicas_in_sync
+
+    def step_fn(images, labels, stop):
+        with tf.GradientTape() as tape:
+            # Logits are float32 under every policy (fc8 computes in float32);
+            # the cast keeps the loss in float32 if that ever changes.
+            logits = tf.cast(model(images, training=True), tf.float32)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+            total = loss + l2_penalty(decayed, weight_decay) / replicas
+            if scaled:
+                total = optimizer.scale_loss(total)
+        grads = tape.gradient(total, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        correct = tf.reduce_sum(tf.cast(
+            tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
+        stop_all = tf.distribute.get_replica_context().all_reduce("sum", stop)
+        return loss, correct, stop_all
+
+    @tf.function
+    def train_step(iterator, stop):
+        images, labels = next(iterator)
+        loss, correct, stop_all = strategy.run(step_fn, args=(images, labels, stop))
+        return (strategy.reduce("sum", loss, axis=None),
+                strategy.reduce("sum", correct, axis=None),
+                strategy.reduce("mean", stop_all, axis=None))  # equal on all replicas
+
+    return train_step
+
+
+def make_eval_step(model, strategy, *, num_classes, ten_crop):
+    """A tf.function on one distributed batch; returns global (top-1 hits, top-5 hits, count).
+
+    Ten-crop batches are [B, 10, S, S, 3]: the ten softmax outputs of each image
+    are averaged, as in the paper. A replica may get an empty final batch.
+    """
+    k = min(5, num_classes)
+
+    def step_fn(images, labels):
+        if ten_crop:
+            crops = tf.shape(images)[1]
+            flat = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+            probs = tf.nn.softmax(tf.cast(model(flat, training=False), tf.float32))
+            probs = tf.reduce_mean(tf.reshape(probs, [-1, crops, num_classes]), axis=1)
+        else:
+            probs = tf.cast(model(images, training=False), tf.float32)
+        labels = tf.cast(labels, tf.int32)
+        top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, probs, 1), tf.float32))
+        top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, probs, k), tf.float32))
+        return top1, top5, tf.cast(tf.shape(labels)[0], tf.float32)
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(batch):
+        images, labels = batch
+        results = strategy.run(step_fn, args=(images, labels))
+        return tuple(strategy.reduce("sum", r, axis=None) for r in results)
+
+    return eval_step
+
+
+def evaluate(eval_step, dataset):
+    """Runs eval_step over a whole distributed dataset; returns (top-1 error, top-5 error, n)."""
+    top1 = top5 = count = 0.0
+    for batch in dataset:
+        a, b, n = (float(x) for x in eval_step(batch))
+        top1, top5, count = top1 + a, top5 + b, count + n
+    if not count:
+        raise ValueError("the evaluation split is empty")
+    return 1.0 - top1 / count, 1.0 - top5 / count, int(count)

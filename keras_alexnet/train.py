@@ -1,0 +1,245 @@
+"""train_and_evaluate(config, workdir): the paper's training, on any tf.distribute strategy.
+
+One custom loop for every strategy (Keras 3's model.fit breaks under
+MultiWorkerMirroredStrategy, keras-team/keras#20585). Workdir layout:
+
+    WORKDIR/config.json      the run's config; a different config is refused
+    WORKDIR/checkpoints/     every checkpoint.every_steps steps and every epoch
+    WORKDIR/best/            the checkpoint with the best validation top-1 error
+    WORKDIR/metrics.jsonl    one JSON object per event
+    WORKDIR/tensorboard/     the same scalars, and the conv1 kernels as an image
+
+Checkpoints hold model, optimizer (momentum slots), step, epoch, the plateau
+schedule and the best error. Re-running the same command resumes and ends at
+the same step and epoch as an uninterrupted run; SIGTERM saves and returns.
+"""
+import os
+import signal
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_alexnet import config as config_lib
+from keras_alexnet import distribute, reporting, run_setup, steps
+from keras_alexnet import model as model_lib
+from keras_alexnet.config import ConfigError
+from keras_alexnet.schedule import PlateauSchedule
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def _make_datasets(config, strategy, stats, *, train_seed):
+    from keras_alexnet import input_pipeline
+    data_dir, cfg = config.input.data_dir, config.input
+    common = dict(stats=stats, image_size=config.model.image_size, label_offset=cfg.label_offset,
+                  normalization=cfg.normalization)
+
+    def train_fn(ctx):
+        return input_pipeline.make_dataset(
+            run_setup.shard_pattern(data_dir, cfg.train_split),
+            ctx.get_per_replica_batch_size(config.batch_size), True, input_context=ctx,
+            seed=train_seed, crop=cfg.crop, shuffle_buffer=cfg.shuffle_buffer,
+            lighting_std=cfg.lighting_std, **common)
+
+    def eval_fn(split, ten_crop):
+        batch = max(strategy.num_replicas_in_sync, config.eval.batch_size // 10) if ten_crop \
+            else config.eval.batch_size
+
+        def fn(ctx):
+            return input_pipeline.make_dataset(
+                run_setup.shard_pattern(data_dir, split), ctx.get_per_replica_batch_size(batch),
+                False, input_context=ctx, ten_crop=ten_crop, repeat=False, **common)
+        return lambda: strategy.distribute_datasets_from_function(fn)
+
+    return strategy.distribute_datasets_from_function(train_fn), eval_fn
+
+
+def _check_batch(config, strategy):
+    replicas = strategy.num_replicas_in_sync
+    for field, value in (("batch_size", config.batch_size), ("eval.batch_size", config.eval.batch_size)):
+        if value % replicas:
+            raise ConfigError(f"config.{field}={value} does not divide over {replicas} replicas "
+                             "(global batch = per-replica batch x replicas)")
+
+
+def _all_finite(variables):
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
+
+
+def _resolve_data(config, workdir):
+    """An empty data_dir with input.demo: the procedural demo dataset, generated into the workdir."""
+    if config.input.data_dir:
+        return config
+    if config.distribution.strategy == "multi_worker":
+        raise ConfigError("config.input.data_dir: must be set for multi_worker (the demo data is local)")
+    from keras_alexnet import demo_data
+    config = config.copy_and_resolve_references()
+    config.input.data_dir = demo_data.make_demo_tfrecords(
+        os.path.join(workdir, "demo_data"), num_classes=config.model.num_classes,
+        images_per_class=config.input.demo_images_per_class or 200,
+        image_size=config.input.demo_image_size or 96, seed=config.seed)
+    return config
+
+
+class _Stopper:
+    """Turns SIGTERM (a preempted host) into a flag the loop reads between steps."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: no signal handling
+            self.previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM: saving a checkpoint and stopping after this step")
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def train_and_evaluate(config, workdir):
+    """Trains config's AlexNet in workdir (resuming if it holds this run); returns final metrics."""
+    config_lib.validate(config)
+    distribute.setup_devices(config)
+    config = _resolve_data(config, workdir)
+    strategy = distribute.make_strategy(config)
+    chief = distribute.is_chief(strategy)
+    _check_batch(config, strategy)
+    stats = run_setup.check_data(config)
+    if chief:
+        run_setup.check_workdir(config, workdir)
+        run_setup.write_config(config, workdir)
+    precision = distribute.set_precision(config.precision)
+    reporter = reporting.Reporter(distribute.write_dir(workdir, chief))
+    steps_per_epoch = run_setup.num_train_examples(config, stats) // config.batch_size
+    if steps_per_epoch < 1:
+        raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training set")
+
+    with strategy.scope():
+        model = model_lib.build_alexnet(**config.model)
+        optimizer = steps.make_optimizer(config, precision)
+        optimizer.build(model.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    best_error = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_error")
+    schedule = PlateauSchedule(config.optimizer.learning_rate, **config.schedule)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, epoch=epoch,
+                               schedule=schedule, best_error=best_error)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(ckpt_dir, chief),
+                                         max_to_keep=config.checkpoint.max_to_keep)
+    best_manager = tf.train.CheckpointManager(
+        ckpt, distribute.write_dir(os.path.join(workdir, "best"), chief), max_to_keep=1)
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest:
+        ckpt.restore(latest).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d, epoch %d", latest, int(step), int(epoch))
+    optimizer.learning_rate.assign(float(schedule.learning_rate))
+
+    # A resumed run reshuffles from a seed that depends on where it resumes,
+    # so it does not replay the batches it already trained on.
+    train_ds, eval_ds = _make_datasets(config, strategy, stats, train_seed=config.seed + int(step))
+    train_iter = iter(train_ds)
+    train_step = steps.make_train_step(model, optimizer, strategy, global_batch_size=config.batch_size,
+                                       weight_decay=config.optimizer.weight_decay)
+    eval_centre = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes,
+                                       ten_crop=False)
+
+    def save(mgr=manager):
+        if not _all_finite(model.trainable_variables):
+            raise NonFiniteLossError(f"non-finite weights at step {int(step)}; not saving, the last "
+                                     f"good checkpoint is {manager.latest_checkpoint}")
+        mgr.save(checkpoint_number=int(step))
+
+    with _Stopper() as stopper:
+        while int(epoch) < config.num_epochs:
+            ep = int(epoch)
+            bar = reporting.ProgressBar(steps_per_epoch, title=f"epoch {ep + 1}/{config.num_epochs}",
+                                        mode=config.progress, every=config.log_every_steps)
+            window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
+            while int(step) < (ep + 1) * steps_per_epoch:
+                loss, correct, stop = train_step(train_iter, tf.constant(float(stopper.requested)))
+                step.assign_add(1)
+                loss, correct = float(loss), float(correct)
+                if not np.isfinite(loss):
+                    reporter.event("diverged", int(step), epoch=ep, loss=loss)
+                    raise NonFiniteLossError(
+                        f"non-finite training loss ({loss}) at step {int(step)}: lower "
+                        f"config.optimizer.learning_rate or check the data; the last good checkpoint "
+                        f"({manager.latest_checkpoint or 'none'}) is left intact in {ckpt_dir}")
+                window["loss"] += loss
+                window["correct"] += correct
+                window["steps"] += 1
+                elapsed = time.time() - window["start"]
+                rate = window["steps"] * config.batch_size / max(elapsed, 1e-9)
+                in_epoch = int(step) - ep * steps_per_epoch
+                bar.update(in_epoch, loss=window["loss"] / window["steps"],
+                           acc=window["correct"] / (window["steps"] * config.batch_size),
+                           **{"img/s": round(rate, 1)})
+                if int(step) % config.log_every_steps == 0 or in_epoch == steps_per_epoch:
+                    reporter.event("train", int(step), epoch=ep + in_epoch / steps_per_epoch,
+                                   loss=window["loss"] / window["steps"],
+                                   top1_error=1 - window["correct"] / (window["steps"] * config.batch_size),
+                                   learning_rate=float(schedule.learning_rate), images_per_sec=rate)
+                    window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
+                if float(stop) > 0:
+                    save()
+                    reporter.event("preempted", int(step), epoch=ep)
+                    reporter.flush()
+                    logging.warning("stopped by SIGTERM at step %d; checkpoint saved", int(step))
+                    return {"status": "preempted", "step": int(step), "epoch": ep}
+                if int(step) % config.checkpoint.every_steps == 0:
+                    save()
+
+            top1, top5, n = steps.evaluate(eval_centre, eval_ds(config.input.eval_split, False)())
+            reduced = schedule.update(top1)
+            reporter.event("eval", int(step), epoch=ep + 1, top1_error=top1, top5_error=top5,
+                           num_images=n, learning_rate=float(schedule.learning_rate))
+            reporter.kernels(int(step), model.get_layer("conv1").kernel.numpy())
+            logging.info("epoch %d: validation top-1 error %.4f, top-5 error %.4f (%d images)",
+                         ep + 1, top1, top5, n)
+            print(f"epoch {ep + 1}: validation top-1 error {top1:.2%}, top-5 error {top5:.2%}",
+                  flush=True)
+            if reduced:
+                optimizer.learning_rate.assign(float(schedule.learning_rate))
+                reporter.event("lr_reduced", int(step), epoch=ep + 1, **schedule.state())
+            epoch.assign_add(1)
+            if top1 < float(best_error):
+                best_error.assign(top1)
+                save(best_manager)
+            save()  # also when a periodic save just ran: epoch and schedule changed since
+            reporter.flush()
+
+    return _final_evaluation(config, model, strategy, eval_ds, reporter, int(step), workdir)
+
+
+def _final_evaluation(config, model, strategy, eval_ds, reporter, step, workdir):
+    """Centre-crop and (if configured) the paper's ten-crop errors of the final weights."""
+    results = {"status": "done", "step": step}
+    centre = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes,
+                                  ten_crop=False)
+    ten = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes, ten_crop=True)
+    for split in filter(None, (config.input.eval_split, config.input.test_split)):
+        top1, top5, n = steps.evaluate(centre, eval_ds(split, False)())
+        values = {"centre_top1_error": top1, "centre_top5_error": top5, "num_images": n}
+        if config.eval.ten_crop:
+            t1, t5, _ = steps.evaluate(ten, eval_ds(split, True)())
+            values.update(ten_crop_top1_error=t1, ten_crop_top5_error=t5)
+        reporter.event("final", step, split=split, **values)
+        results[split] = values
+        print(f"final {split} ({n} images): " + ", ".join(
+            f"{k} {v:.2%}" for k, v in values.items() if k != "num_images"), flush=True)
+    reporter.flush()
+    logging.info("done; workdir %s", workdir)
+    return results
