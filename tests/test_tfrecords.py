@@ -217,6 +217,32 @@ def test_tfds_source_through_mock_data(tmp_path):
         assert labels[r["image/class/label"]][0] == r["image/class/synset"].decode()
 
 
+def test_tfds_prepared_dataset_is_read_in_slices(tmp_path):
+    """A dataset prepared on disk (split sizes known): each shard reads only its slice."""
+    import tensorflow_datasets as tfds
+    folder = tmp_path / "tfds" / "tinyset" / "1.0.0"
+    os.makedirs(folder)
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "label": tfds.features.ClassLabel(names=["n02", "n01", "n03"])})
+    with tf.io.TFRecordWriter(str(folder / "tinyset-train.tfrecord-00000-of-00001")) as writer:
+        for i in range(7):
+            writer.write(features.serialize_example(
+                {"image": tiny_images.smooth_rgb(30 + i, 40, seed=i), "label": i % 3}))
+    tfds.folder_dataset.write_metadata(
+        data_dir=str(folder), features=features, supervised_keys=("image", "label"),
+        filename_template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}")
+    summary = run(tmp_path, None, source="tfds:tinyset", tfds_data_dir=str(tmp_path / "tfds"),
+                  resize=24, num_shards=3)
+    assert summary["found"] == summary["written"] == 7
+    records = read_records(tmp_path / "out", "train")
+    assert sorted((r["image/filename"].decode(), r["image/class/label"]) for r in records) == [
+        (f"train[{i}]", i % 3) for i in range(7)]
+    assert load_labels(tmp_path / "out") == [("n02", "n02"), ("n01", "n01"), ("n03", "n03")]
+    with pytest.raises(SourceError, match="no split 'test'"):
+        run(tmp_path, None, source="tfds:tinyset", tfds_data_dir=str(tmp_path / "tfds"), split="test")
+
+
 def test_missing_or_empty_input_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SourceError, match="no such folder"):
         run(tmp_path, tmp_path / "nope")
