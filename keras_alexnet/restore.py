@@ -92,7 +92,8 @@ def restore_model(model, path):
     if missing:
         raise ValueError(f"{path} holds no value for {len(missing)} of the model's "
                          f"{len(model.weights)} weights ({', '.join(missing[:8])}); was it "
-                         "written for another config.model?")
+                         "written for another config.model, or by a model.py whose "
+                         "tf.train.Checkpoint did not track these layers?")
     return model
 
 

@@ -12,6 +12,7 @@ same machine load:
     predict_images   loaded SavedModel, preprocessed float32 images in
     keras predict    the Keras model in this process on the same preprocessed images
                      (predict_on_batch for one image, predict for a batch)
+    preprocess_bytes the export's in-graph preprocessing alone (decode, resize, re-encode, crop)
 
 batch 1: p50 and p99 latency over single-image requests; batch 32: images/s.
 """
@@ -81,6 +82,8 @@ def measure(saved_model, model, image_bytes, *, requests=60, batches=3, batch_si
         "predict_images (floats)": (
             lambda x: predict_images(images=tf.constant(x))["probabilities"].numpy(),
             one_float, big_float),
+        "preprocess_bytes only (JPEG bytes)": (
+            lambda x: loaded.preprocess_bytes(x).numpy(), one_bytes, big_bytes),
         "keras predict (floats)": (
             lambda x: model.predict_on_batch(x) if len(x) == 1 else
             model.predict(x, batch_size=batch_size, verbose=0), one_float, big_float),
@@ -92,12 +95,16 @@ def measure(saved_model, model, image_bytes, *, requests=60, batches=3, batch_si
     batched = {name: [] for name in systems}
     for _ in range(rounds):
         for name, (fn, one, big) in systems.items():
-            single[name] += _latencies(fn, one, requests)
-            batched[name] += _latencies(fn, big, batches)
-    return {name: {"p50_ms": round(1000 * float(np.percentile(single[name], 50)), 2),
-                   "p99_ms": round(1000 * float(np.percentile(single[name], 99)), 2),
-                   "images_per_sec": round(batch_size * len(batched[name]) /
-                                           float(np.sum(batched[name])), 1)}
+            single[name].append(_latencies(fn, one, requests))
+            batched[name].append(_latencies(fn, big, batches))
+
+    def summary(one, big):
+        return {"p50_ms": round(1000 * float(np.percentile(one, 50)), 2),
+                "p99_ms": round(1000 * float(np.percentile(one, 99)), 2),
+                "images_per_sec": round(batch_size * len(big) / float(np.sum(big)), 1)}
+
+    return {name: {**summary(np.concatenate(single[name]), np.concatenate(batched[name])),
+                   "rounds": [summary(o, b) for o, b in zip(single[name], batched[name])]}
             for name in systems}
 
 

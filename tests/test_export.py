@@ -190,22 +190,19 @@ def test_serving_matches_make_tfrecords_then_input_pipeline(served):
         assert difference.mean() < 0.1 and difference.max() <= 12, name
 
 
-def test_stored_images_preprocess_as_the_input_pipeline(run):
+@pytest.mark.parametrize("normalization", ["mean_image", "channel"])
+def test_stored_images_preprocess_as_the_input_pipeline(run, normalization):
     """On make_tfrecords' output the export sees exactly what evaluation of the checkpoint sees."""
     from keras_alexnet import preprocessing
-    stats = np.load(os.path.join(run["data_dir"], "stats.npz"))
-    mean = stats["mean_image"].astype(np.float32)
-    module = export.ServingModule(run["model"], mean, fx.SYNSETS, fx.NAMES)
-    record = fx.encode(fx.picture(fx.RESIZE, fx.RESIZE, seed=9))
-    stats_obj = restore.stats_lib.load_stats(run["data_dir"])
-    np.testing.assert_allclose(
-        module.preprocess(tf.constant(record)).numpy(),
-        preprocessing.preprocess_for_eval(tf.constant(record), stats_obj, image_size=67).numpy(),
-        atol=1e-4)
-    np.testing.assert_allclose(
-        module.preprocess_ten_crops(tf.constant(record)).numpy(),
-        preprocessing.preprocess_for_eval(tf.constant(record), stats_obj, image_size=67,
-                                          ten_crop=True).numpy(), atol=1e-4)
+    stats = restore.stats_lib.load_stats(run["data_dir"])
+    mean, std = restore.normalization_arrays(stats, normalization)
+    module = export.ServingModule(run["model"], mean, fx.SYNSETS, fx.NAMES, std=std)
+    record = tf.constant(fx.encode(fx.picture(fx.RESIZE, fx.RESIZE, seed=9)))
+    for ten_crop, ours in ((False, module.preprocess), (True, module.preprocess_ten_crops)):
+        expected = preprocessing.preprocess_for_eval(record, stats, image_size=67,
+                                                     normalization=normalization,
+                                                     ten_crop=ten_crop)
+        np.testing.assert_allclose(ours(record).numpy(), expected.numpy(), atol=1e-4)
 
 
 def test_undecodable_bytes_are_invalid_argument_and_model_stays_usable(served):
@@ -416,3 +413,15 @@ def test_restore_refuses_a_checkpoint_of_another_model(run, tmp_path):
         restore.restore_run(str(workdir), os.path.join(run["workdir"], "best"))
     with pytest.raises(FileNotFoundError, match="checkpoint=latest"):
         restore.restore_run(str(workdir), "best")
+
+
+def test_serving_benchmark_measures_the_three_systems(run):
+    from keras_alexnet import serving_benchmark
+    images = list(_images().values())[:3]
+    result = serving_benchmark.measure(run["path"], run["model"], images, requests=3, batches=1,
+                                       batch_size=4, rounds=2)
+    assert sorted(result) == ["keras predict (floats)", "predict_images (floats)",
+                              "preprocess_bytes only (JPEG bytes)", "serving_default (JPEG bytes)"]
+    for figures in result.values():
+        assert len(figures["rounds"]) == 2
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["images_per_sec"] > 0
