@@ -4,7 +4,9 @@ Training: a random image_size x image_size patch of the stored 256x256 image
 (only that window is decoded), the matching patch of the mean image subtracted,
 a horizontal flip with probability 1/2, and PCA lighting noise. Evaluation: the
 centre patch, or the ten patches (four corners and centre, and their mirror
-images). Values stay on the 0..255 scale, centred by the mean image.
+images). Values stay on the 0..255 scale, centred by the mean image. PCA
+lighting scales a_i by the components' standard deviations, as the authors'
+code did (see pca_lighting).
 
 Stored images that are square and at least image_size wide (make_tfrecords
 writes squares of --resize pixels, 256 by default) are cropped directly.
@@ -107,12 +109,18 @@ def random_flip(image, seed):
 
 
 def pca_lighting(image, eigenvalues, eigenvectors, seed, std=LIGHTING_STD):
-    """Adds [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T to every pixel, a_i ~ N(0, std^2) (0..255 scale)."""
+    """Adds [p1 p2 p3][a1 s1, a2 s2, a3 s3]^T to every pixel, a_i ~ N(0, std^2), s_i = sqrt(l_i).
+
+    eigenvalues l_i are the variances of the 0..255 RGB pixels along p_i (stats.npz). The
+    paper prints a_i * l_i, but on the 0..255 scale that would shift colours by ~1,400 levels
+    (l_1 ~ 14,000 on ImageNet); the authors' cuda-convnet2 multiplies by the components'
+    standard deviations (`color_stdevs`), which gives shifts of ~12 levels and scales with
+    the data. We follow the code that produced the published numbers.
+    """
     alpha = tf.random.stateless_normal([3], seed, stddev=std)
-    eigenvalues = tf.convert_to_tensor(eigenvalues, tf.float32)
+    stddevs = tf.sqrt(tf.maximum(tf.convert_to_tensor(eigenvalues, tf.float32), 0.0))
     eigenvectors = tf.convert_to_tensor(eigenvectors, tf.float32)
-    rgb = tf.linalg.matvec(eigenvectors, alpha * eigenvalues)
-    return image + rgb
+    return image + tf.linalg.matvec(eigenvectors, alpha * stddevs)
 
 
 def subtract_mean(image, mean_image):

@@ -106,6 +106,15 @@ def test_flip_is_a_mirror_with_probability_half():
     assert 70 < flips < 130
 
 
+def test_pca_lighting_on_imagenet_like_statistics_shifts_colours_a_little():
+    # ImageNet's RGB covariance on the 0..255 scale has eigenvalues ~ (14000, 1200, 290).
+    eigenvalues, eigenvectors = np.array([14000.0, 1200.0, 290.0]), np.eye(3)
+    shifts = np.stack([pp.pca_lighting(tf.zeros([1, 1, 3]), eigenvalues, eigenvectors,
+                                       [k, 3]).numpy()[0, 0] for k in range(300)])
+    np.testing.assert_allclose(shifts.std(axis=0), 0.1 * np.sqrt(eigenvalues), rtol=0.2)
+    assert np.abs(shifts).max() < 60  # a colour cast, never a wash-out of the 0..255 range
+
+
 def test_pca_lighting_magnitude_and_direction():
     eigenvalues = np.array([100.0, 10.0, 1.0])
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
@@ -113,7 +122,7 @@ def test_pca_lighting_magnitude_and_direction():
     for k in range(500):
         out = pp.pca_lighting(tf.zeros([4, 5, 3]), eigenvalues, q, [k, 7]).numpy()
         assert np.allclose(out, out[0, 0])  # the same RGB shift on every pixel
-        alphas.append(q.T @ out[0, 0] / eigenvalues)  # back to a_i
+        alphas.append(q.T @ out[0, 0] / np.sqrt(eigenvalues))  # back to a_i
     std = np.std(alphas, axis=0)
     np.testing.assert_allclose(std, 0.1, rtol=0.15)  # a_i ~ N(0, 0.1^2)
     np.testing.assert_allclose(np.mean(alphas, axis=0), 0.0, atol=0.02)
