@@ -78,7 +78,7 @@ def test_bin_evaluate_checkpoint_and_its_export_agree(run, tmp_path):
     assert from_checkpoint["num_images"] == from_export["num_images"] == 12
     assert from_checkpoint["top1_error"] == from_export["top1_error"]
     assert from_checkpoint["top5_error"] == from_export["top5_error"]
-    assert row.startswith("| checkpoint ") and row.endswith("%")
+    assert row.startswith("| checkpoint ") and row.endswith("% |")
     ten = [evaluate.evaluate_checkpoint(run["workdir"], run["data"], ten_crop=True, stream=None),
            evaluate.evaluate_saved_model(exported, run["data"], ten_crop=True, stream=None)]
     assert ten[0].top1_errors == ten[1].top1_errors
