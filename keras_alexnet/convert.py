@@ -7,7 +7,6 @@ written.
 """
 import collections
 import glob
-import json
 import os
 import sys
 import time

@@ -28,7 +28,6 @@ import numpy as np
 Item = collections.namedtuple("Item", "name path label")  # path: file, or "tfds:" + index
 Source = collections.namedtuple("Source", "classes items fingerprint tfds")
 
-IMAGE_EXTENSIONS = None  # every regular file is tried: a .txt in a class folder is reported, not hidden
 SPLIT_FOLDERS = {
     "train": ("train", "ILSVRC{year}_img_train"),
     "validation": ("val", "validation", "ILSVRC{year}_img_val"),
@@ -48,6 +47,7 @@ def _fingerprint(items):
 
 
 def _list_files(folder):
+    # Every regular file, whatever its extension: a stray .txt is reported as skipped, not hidden.
     names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
     return [n for n in names if os.path.isfile(os.path.join(folder, n))]
 
