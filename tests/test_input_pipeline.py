@@ -117,6 +117,8 @@ def test_labels_and_stats_files(data_dir):
     assert load_stats(data_dir).mean_image.shape == (80, 80, 3)
     with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
         input_pipeline.make_dataset(os.path.join(data_dir, "nothing-*"), 4, True)
+    with pytest.raises(ValueError, match="is a folder: pass a shard pattern"):
+        input_pipeline.make_dataset(data_dir, 4, True)
 
 
 def test_input_rate_measures_the_training_pipeline(data_dir):
