@@ -33,7 +33,10 @@ def picture(height, width, seed, channels=3):
 
 def encode(array, fmt="JPEG"):
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    image = Image.fromarray(array)
+    if fmt == "GIF":
+        image = image.convert("P")
+    image.save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     return buffer.getvalue()
 
 

@@ -53,7 +53,15 @@ def _images():
         "gray.png": fx.encode(fx.picture(81, 110, seed=4, channels=1)[..., 0], "PNG"),
         "big.jpg": fx.encode(fx.picture(330, 400, seed=5)),  # decoded at 1/4 scale
         "stored.jpg": fx.encode(fx.picture(fx.RESIZE, fx.RESIZE, seed=6)),
+        "alpha.png": fx.encode(_with_alpha(fx.picture(90, 100, seed=7)), "PNG"),
+        "palette.gif": fx.encode(fx.picture(84, 96, seed=8), "GIF"),
     }
+
+
+def _with_alpha(rgb):
+    """RGBA with alpha from transparent (left) to opaque (right): composited onto white."""
+    alpha = np.broadcast_to(np.linspace(0, 255, rgb.shape[1]).astype(np.uint8), rgb.shape[:2])
+    return np.dstack([rgb, alpha])
 
 
 FRESH_PROCESS = textwrap.dedent("""
