@@ -112,7 +112,7 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
         def process(serialized, example_seed):
             image_bytes, label = parse(serialized)
             return preprocessing.preprocess_for_train(
-                image_bytes, example_seed, stats, image_size=image_size, crop=crop,
+                image_bytes, stats, seed=example_seed, image_size=image_size, crop=crop,
                 normalization=normalization, lighting_std=lighting_std), label
     else:
         def process(serialized):

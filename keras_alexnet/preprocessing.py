@@ -181,13 +181,15 @@ def _normalize(image, stats, normalization):
     return image
 
 
-def preprocess_for_train(image_bytes, seed, stats=None, *, image_size=227, crop="paper",
+def preprocess_for_train(image_bytes, stats=None, *, seed=None, image_size=227, crop="paper",
                          normalization="mean_image", lighting_std=LIGHTING_STD, flip=True):
     """JPEG bytes -> float32 [S, S, 3]: crop, mean patch subtracted, flip, PCA lighting.
 
     stats: a stats.DatasetStats (mean image, PCA) or None (no mean, no lighting).
-    seed: int [2] stateless seed; the same seed gives the same result.
+    seed: int [2] stateless seed, the same seed giving the same result; None draws one.
     """
+    if seed is None:
+        seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
     crop_seed, flip_seed, light_seed = tf.unstack(_seeds(seed, 3))
     mean_image, paper_size = _stats_parts(stats)
     use_mean = normalization == "mean_image" and mean_image is not None

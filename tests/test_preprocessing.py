@@ -28,7 +28,7 @@ SEED = tf.constant([3, 4], tf.int64)
                                          ((90, 120), 67), ((60, 60), 67)])
 def test_train_and_eval_crop_sizes(stored, size):
     image_bytes = jpeg(*stored)
-    assert pp.preprocess_for_train(image_bytes, SEED, image_size=size).shape == (size, size, 3)
+    assert pp.preprocess_for_train(image_bytes, seed=SEED, image_size=size).shape == (size, size, 3)
     assert pp.preprocess_for_eval(image_bytes, image_size=size).shape == (size, size, 3)
     ten = pp.preprocess_for_eval(image_bytes, image_size=size, ten_crop=True)
     assert ten.shape == (10, size, size, 3)
@@ -52,7 +52,7 @@ def test_random_crop_is_a_window_of_the_stored_image_and_varies():
     full = decoded(image_bytes)
     offsets = set()
     for k in range(12):
-        patch = pp.preprocess_for_train(image_bytes, [k, 0], image_size=67, flip=False).numpy()
+        patch = pp.preprocess_for_train(image_bytes, seed=[k, 0], image_size=67, flip=False).numpy()
         offset, error = _window_offset(full, patch)
         assert error < 0.1, "the training patch is not a window of the decoded image"
         offsets.add(offset)
@@ -64,7 +64,8 @@ def test_mean_patch_matches_the_crop():
     image_bytes = jpeg(80, 80, seed=2)
     stats = make_stats(decoded(image_bytes))
     for k in range(5):
-        out = pp.preprocess_for_train(image_bytes, [k, 9], stats, image_size=67, lighting_std=0.0)
+        out = pp.preprocess_for_train(image_bytes, stats, seed=[k, 9], image_size=67,
+                                      lighting_std=0.0)
         # Flipped or not; window decoding may differ by a level or two at the left edge.
         assert np.abs(out.numpy()).max() <= 3 and np.abs(out.numpy()).mean() < 0.05
     centre = pp.preprocess_for_eval(image_bytes, stats, image_size=67).numpy()
@@ -76,10 +77,10 @@ def test_mean_patch_matches_the_crop():
 def test_mean_image_of_another_size_is_resized_to_the_stored_image():
     image_bytes = jpeg(80, 80, seed=3)
     big_mean = tf.image.resize(decoded(image_bytes), [160, 160], antialias=True).numpy()
-    out = pp.preprocess_for_train(image_bytes, SEED, make_stats(big_mean), image_size=67,
+    out = pp.preprocess_for_train(image_bytes, make_stats(big_mean), seed=SEED, image_size=67,
                                   lighting_std=0.0)
     assert np.abs(out.numpy()).mean() < 3.0  # vs ~60 for an unrelated mean
-    shifted = pp.preprocess_for_train(image_bytes, SEED, make_stats(big_mean[::-1]), image_size=67,
+    shifted = pp.preprocess_for_train(image_bytes, make_stats(big_mean[::-1]), seed=SEED, image_size=67,
                                       lighting_std=0.0)
     assert np.abs(shifted.numpy()).mean() > 10.0
 
@@ -140,31 +141,38 @@ def test_ten_crops_are_corners_centre_and_mirrors():
 
 def test_channel_normalization_and_inception_crop():
     image_bytes = jpeg(120, 90)
-    out = pp.preprocess_for_train(image_bytes, SEED, image_size=67, crop="inception",
+    out = pp.preprocess_for_train(image_bytes, seed=SEED, image_size=67, crop="inception",
                                   normalization="channel")
     assert out.shape == (67, 67, 3)
     assert abs(float(tf.reduce_mean(out))) < 3.0  # roughly standardized
     pixel = tf.constant([[[123.675, 116.28, 103.53]]])
     np.testing.assert_allclose(pp.normalize_channels(pixel).numpy(), 0.0, atol=1e-5)
     with pytest.raises(ValueError, match="crop="):
-        pp.preprocess_for_train(image_bytes, SEED, crop="bogus")
+        pp.preprocess_for_train(image_bytes, seed=SEED, crop="bogus")
+
+
+def test_without_a_seed_each_call_draws_its_own():
+    image_bytes = jpeg(96, 96)
+    outputs = [pp.preprocess_for_train(image_bytes, image_size=67).numpy() for _ in range(4)]
+    assert any(not np.array_equal(outputs[0], o) for o in outputs[1:])
 
 
 def test_same_seed_same_output_different_seed_different():
     image_bytes, stats = jpeg(96, 96), make_stats(np.full((96, 96, 3), 100.0))
-    a = pp.preprocess_for_train(image_bytes, [1, 2], stats, image_size=67)
-    b = pp.preprocess_for_train(image_bytes, [1, 2], stats, image_size=67)
-    c = pp.preprocess_for_train(image_bytes, [1, 3], stats, image_size=67)
+    a = pp.preprocess_for_train(image_bytes, stats, seed=[1, 2], image_size=67)
+    b = pp.preprocess_for_train(image_bytes, stats, seed=[1, 2], image_size=67)
+    c = pp.preprocess_for_train(image_bytes, stats, seed=[1, 3], image_size=67)
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert not np.array_equal(a.numpy(), c.numpy())
 
 
 STATS = make_stats(np.random.default_rng(1).uniform(0, 255, (80, 80, 3)))
 FUNCTIONS = {
-    "train_paper": lambda b, s: pp.preprocess_for_train(b, s, STATS, image_size=67),
-    "train_stored_non_square": lambda b, s: pp.preprocess_for_train(b[1], s, STATS, image_size=67),
+    "train_paper": lambda b, s: pp.preprocess_for_train(b, STATS, seed=s, image_size=67),
+    "train_stored_non_square": lambda b, s: pp.preprocess_for_train(b[1], STATS, seed=s,
+                                                                    image_size=67),
     "train_inception_channel": lambda b, s: pp.preprocess_for_train(
-        b, s, STATS, image_size=67, crop="inception", normalization="channel"),
+        b, STATS, seed=s, image_size=67, crop="inception", normalization="channel"),
     "eval_centre": lambda b, s: pp.preprocess_for_eval(b, STATS, image_size=67),
     "eval_ten_crop": lambda b, s: pp.preprocess_for_eval(b, STATS, image_size=67, ten_crop=True),
     "decode_window": lambda b, s: pp.decode_window(b, 3, 5, 67),
