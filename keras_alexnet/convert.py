@@ -37,7 +37,7 @@ def _check_manifest(out, classes, settings, split, split_entry):
     manifest = tfrecords._read_json(path)
     if manifest.get("format") != tfrecords.FORMAT:
         raise OutputError(f"{path}: unknown format {manifest.get('format')!r}")
-    if [list(c) for c in manifest["classes"]] != [list(c) for c in classes]:
+    if [c[0] for c in manifest["classes"]] != [c[0] for c in classes]:
         raise OutputError(f"--output_dir {out} holds a different dataset ({len(manifest['classes'])} "
                           f"classes, starting {manifest['classes'][0][0]}; this input has {len(classes)}, "
                           f"starting {classes[0][0]}); choose another folder")
@@ -45,6 +45,10 @@ def _check_manifest(out, classes, settings, split, split_entry):
         if manifest.get(key) != value:
             raise OutputError(f"--output_dir {out} was written with --{key}={manifest.get(key)}, "
                               f"this run asks --{key}={value}; choose another folder")
+    # Same classes: keep the names already written, unless they were bare WNIDs and this
+    # run knows better (e.g. the validation split converted with --class_names).
+    manifest["classes"] = [[wnid, new if kept == wnid else kept]
+                           for (wnid, kept), (_, new) in zip(manifest["classes"], classes)]
     old = manifest["splits"].get(split)
     if old is not None:
         for key in ("fingerprint", "num_shards", "found"):
@@ -117,11 +121,12 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
              "complete": False}
     manifest = _check_manifest(out, classes, settings, split, entry)
     tfrecords._write_json(os.path.join(out, MANIFEST), manifest)
-    write_labels(out, src.classes)
+    classes = [tuple(c) for c in manifest["classes"]]
+    write_labels(out, classes)
 
     names = tfrecords.shard_names(split, num_shards)
     shards = tfrecords.split_into_shards(src.items, num_shards, shuffle=split == "train" and not src.tfds)
-    tasks = [dict(out=out, name=name, items=items, classes=src.classes, tfds=src.tfds, resize=resize,
+    tasks = [dict(out=out, name=name, items=items, classes=classes, tfds=src.tfds, resize=resize,
                   quality=quality, stats=split == "train", stats_size=resize or stats_size)
              for name, items in zip(names, shards) if not tfrecords.is_complete(out, name)]
     todo = sum(len(t["items"]) for t in tasks)

@@ -269,6 +269,12 @@ def test_output_holding_another_dataset_is_refused(tmp_path):
         run(tmp_path, more, resize=40, num_shards=1)
     assert _shard_bytes(tmp_path / "out") == before
     assert load_labels(tmp_path / "out") == [("n01", "n01"), ("n02", "n02")]
+    # The same classes from another split are welcome, and may bring better names.
+    tiny_images.write(str(tmp_path / "names.txt"), b"n01 tench\n")
+    run(tmp_path, first, resize=40, num_shards=1, split="validation",
+        class_names=str(tmp_path / "names.txt"))
+    assert load_labels(tmp_path / "out") == [("n01", "tench"), ("n02", "n02")]
+    assert _shard_bytes(tmp_path / "out") == before
     # TFRecords from elsewhere (no dataset.json) are not touched either.
     os.makedirs(tmp_path / "foreign")
     open(tmp_path / "foreign" / "train-00000-of-00001", "wb").close()
