@@ -307,3 +307,10 @@ def test_command_line_reports_errors_without_a_traceback(tmp_path):
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "missing: no such folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_command_line_help_lists_its_flags():
+    result = subprocess.run([sys.executable, os.path.join(REPO, "bin", "make_tfrecords"), "--helpshort"],
+                            capture_output=True, text=True, timeout=60)
+    for flag in ("--source", "--input_dir", "--output_dir", "--split", "--num_shards", "--resize"):
+        assert flag in result.stdout + result.stderr

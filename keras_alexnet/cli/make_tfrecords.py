@@ -54,6 +54,11 @@ def main(argv):
 
 
 def run():
+    # `--help` shows __main__'s docstring and flags; ours live here, so lend them to it
+    # (the same whether started as bin/make_tfrecords or as alexnet-make-tfrecords).
+    sys.modules["__main__"].__doc__ = __doc__
+    for flag in FLAGS.get_flags_for_module(__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(main)
 
 
