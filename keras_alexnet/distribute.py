@@ -19,8 +19,15 @@ def setup_devices(config):
     n = config.distribution.cpu_devices
     if n and n > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+        current = tf.config.get_logical_device_configuration(cpu)
+        if current is not None and len(current) == n:
+            return  # already split (e.g. a second run in the same process)
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+        except RuntimeError as e:
+            raise ConfigError(f"config.distribution.cpu_devices={n}: TensorFlow is already "
+                              f"initialized in this process ({e})") from e
 
 
 def cluster_resolver(kind):

@@ -1,0 +1,122 @@
+"""Config files: keys, the paper's values, derived values, and errors that name the field."""
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from keras_alexnet import config as config_lib
+from keras_alexnet import model as model_lib
+from keras_alexnet import run_setup
+from train_testlib import REPO
+
+CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+
+
+def load(path, arg=None):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, (module.get_config(arg) if arg else module.get_config())
+
+
+def test_every_issue_config_exists():
+    names = {os.path.basename(p)[:-3] for p in CONFIG_FILES}
+    assert {"paper_ilsvrc2010", "paper_ilsvrc2012", "multi_gpu", "imagenette", "demo"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+def test_config_file(path):
+    module, config = load(path)
+    name = os.path.basename(path)
+    assert f"bin/train --config=configs/{name}" in module.__doc__, "launch command in docstring"
+    assert set(config.model.keys()) == set(config_lib.build_alexnet_kwargs())
+    if not config.input.data_dir and not config.input.demo:
+        with pytest.raises(config_lib.ConfigError, match="config.input.data_dir"):
+            config_lib.validate(config)
+        config.input.data_dir = "/data"
+    config_lib.validate(config)
+    # config.model is exactly what build_alexnet takes (the export relies on it).
+    kwargs = dict(config.model, image_size=67, width=0.125, fc_units=16)
+    model = model_lib.build_alexnet(**kwargs)
+    assert model.output_shape == (None, config.model.num_classes)
+
+
+def test_paper_configs_are_the_papers_recipe():
+    for name in ("paper_ilsvrc2010", "paper_ilsvrc2012"):
+        _, c = load(os.path.join(REPO, "configs", f"{name}.py"))
+        assert (c.batch_size, c.optimizer.learning_rate, c.optimizer.momentum,
+                c.optimizer.weight_decay) == (128, 0.01, 0.9, 0.0005)
+        assert (c.schedule.factor, c.schedule.max_reductions) == (0.1, 3)
+        assert c.num_epochs == 90
+        assert c.model.init == "paper" and c.model.dropout == 0.5 and c.model.image_size == 227
+        assert c.model.fc_units == 4096 and c.model.width == 1.0 and c.model.towers == 2
+        assert c.input.normalization == "mean_image" and c.input.crop == "paper"
+        assert c.input.lighting_std == 0.1
+    _, c2010 = load(os.path.join(REPO, "configs", "paper_ilsvrc2010.py"))
+    assert c2010.input.test_split == "test"
+
+
+@pytest.mark.parametrize("arg,replicas,strategy", [("4", 4, "mirrored"), ("2x4", 8, "multi_worker")])
+def test_multi_gpu_scales_batch_and_learning_rate(arg, replicas, strategy):
+    _, c = load(os.path.join(REPO, "configs", "multi_gpu.py"), arg)
+    assert c.batch_size == 128 * replicas
+    assert c.optimizer.learning_rate == pytest.approx(0.01 * replicas)
+    assert c.distribution.strategy == strategy
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("distribution.strategy", "tpu", "config.distribution.strategy"),
+    ("precision", "float8", "config.precision"),
+    ("batch_size", 0, "config.batch_size"),
+    ("input.normalization", "zscore", "config.input.normalization"),
+    ("optimizer.momentum", 1.5, "config.optimizer.momentum"),
+    ("schedule.factor", 2.0, "config.schedule.factor"),
+    ("model.image_size", 50, "config.model.image_size"),
+])
+def test_bad_values_name_the_field(field, value, message):
+    config = config_lib.get_config()
+    config.input.data_dir = "/data"
+    node, *path = [config] + field.split(".")
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    with pytest.raises(config_lib.ConfigError, match=message.replace(".", r"\.")):
+        config_lib.validate(config)
+
+
+def test_unknown_model_key_is_refused():
+    config = config_lib.get_config()
+    config.input.data_dir = "/data"
+    config.model.depth = 8
+    with pytest.raises(config_lib.ConfigError, match=r"config\.model.*depth"):
+        config_lib.validate(config)
+
+
+def test_workdir_of_another_config_is_refused(tmp_path):
+    config = config_lib.get_config()
+    config.input.data_dir = "/data"
+    assert run_setup.check_workdir(config, str(tmp_path)) is False
+    run_setup.write_config(config, str(tmp_path))
+    assert run_setup.check_workdir(config, str(tmp_path)) is True
+    # How long, how often to save, and where to run may change on resume...
+    config.num_epochs = 120
+    config.checkpoint.every_steps = 10
+    assert run_setup.check_workdir(config, str(tmp_path)) is True
+    # ... what is trained may not.
+    config.optimizer.learning_rate = 0.02
+    config.model.dropout = 0.0
+    before = (tmp_path / "config.json").read_text()
+    with pytest.raises(config_lib.ConfigError, match="different config.*model.dropout, "
+                                                     "optimizer.learning_rate"):
+        run_setup.check_workdir(config, str(tmp_path))
+    assert (tmp_path / "config.json").read_text() == before
+
+
+def test_checkpoints_without_config_are_refused(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint").write_text("x")
+    config = config_lib.get_config()
+    with pytest.raises(config_lib.ConfigError, match="no config.json"):
+        run_setup.check_workdir(config, str(tmp_path))
+
