@@ -142,6 +142,10 @@ class TowerConv2D(layers.Layer):
                           bias_initializer=self.bias_initializer,
                           dtype=self.dtype_policy, name=f"tower{i}")
             for i in range(towers)]
+        # Keras tracks layers held in a list, but tf.train.Checkpoint follows
+        # attributes only: without these, checkpoints would miss the tower weights.
+        for i, conv in enumerate(self.convs):
+            setattr(self, f"tower{i}", conv)
 
     def build(self, input_shape):
         channels = input_shape[-1]

@@ -253,3 +253,15 @@ def test_model_gradients_agree_with_and_without_the_float32_gradient_path(monkey
     for a, b, v in zip(fast, plain, model.trainable_variables):
         scale = np.abs(b).max() + 1e-6
         np.testing.assert_allclose(a / scale, b / scale, atol=5e-2, err_msg=v.path)
+
+
+def test_tf_checkpoint_holds_every_weight_including_the_towers(tmp_path):
+    model = model_lib.build_alexnet(**TINY, seed=1)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    saved = {name for name, _ in tf.train.list_variables(path)}
+    assert sum("/.ATTRIBUTES/VARIABLE_VALUE" in n for n in saved) >= len(model.weights)
+    other = model_lib.build_alexnet(**TINY, seed=2)
+    tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert other.count_params() == model.count_params()
