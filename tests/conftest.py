@@ -3,6 +3,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras_alexnet  # noqa: E402,F401  (first: its TensorFlow settings, as in bin/)
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
