@@ -12,6 +12,8 @@ import os
 
 from absl import app, flags
 
+from keras_alexnet.cli import run_app
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 64, "Images per step.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
@@ -51,7 +53,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

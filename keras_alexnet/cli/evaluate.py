@@ -13,6 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, flags  # noqa: E402
 
+from keras_alexnet.cli import run_app
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate a checkpoint of.")
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Export to evaluate (instead of --workdir).")
 _DATA = flags.DEFINE_string("data", None, "TFRecord file pattern, e.g. 'DATA/validation-*'.")
@@ -49,7 +51,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

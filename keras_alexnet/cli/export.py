@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, flags  # noqa: E402
 
+from keras_alexnet.cli import run_app
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json, best/, checkpoints/).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base path; a new version folder goes in it.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
@@ -45,7 +47,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

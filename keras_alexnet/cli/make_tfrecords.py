@@ -12,6 +12,8 @@ import sys
 
 from absl import app, flags
 
+from keras_alexnet.cli import run_app
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("source", "imagefolder", "imagefolder | ilsvrc2010 | ilsvrc2012 | tfds:NAME")
 flags.DEFINE_string("input_dir", None, "Image folder or ILSVRC root (not used by tfds:NAME).")
@@ -54,12 +56,7 @@ def main(argv):
 
 
 def run():
-    # `--help` shows __main__'s docstring and flags; ours live here, so lend them to it
-    # (the same whether started as bin/make_tfrecords or as alexnet-make-tfrecords).
-    sys.modules["__main__"].__doc__ = __doc__
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+    run_app(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, flags  # noqa: E402
 
+from keras_alexnet.cli import run_app
+
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "SavedModel folder or model base path "
                                    "(its newest version).")
 _TEN_CROP = flags.DEFINE_bool("ten_crop", False, "Average the paper's ten patches.")
@@ -43,7 +45,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(main, __name__, __doc__)
 
 
 if __name__ == "__main__":
