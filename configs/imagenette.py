@@ -32,7 +32,7 @@ def get_config():
     config.batch_size = 64
     config.optimizer.learning_rate = 0.01 * 64 / 128  # linear scaling with the batch
     config.eval.batch_size = 128
-    config.num_epochs = 8
+    config.num_epochs = 12
     config.schedule.patience = 1
     config.precision = "float32"  # this CPU has no fast bfloat16 or float16 matmuls
     config.checkpoint.every_steps = 200

@@ -43,7 +43,13 @@ def cluster_resolver(kind):
     if kind == "tf_config":
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if kind == "slurm":
-        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+        # One task per host using all its GPUs (every host like this one). Given
+        # gpus_per_node, the resolver does not run nvidia-smi (absent on CPU
+        # hosts); it lists no task for 0 GPUs, so CPU hosts count one slot.
+        # auto_set_gpu=False: the task keeps all its host's GPUs.
+        gpus = len(tf.config.list_physical_devices("GPU"))
+        return tf.distribute.cluster_resolver.SlurmClusterResolver(
+            gpus_per_node=max(gpus, 1), auto_set_gpu=False)
     raise ConfigError(f"config.distribution.cluster_resolver: unknown {kind!r}")
 
 
