@@ -90,11 +90,13 @@ def make_demo_images(out_dir, *, num_classes=10, images_per_class=200, val_per_c
 
 
 def make_demo_tfrecords(data_dir, *, num_classes=10, images_per_class=200, image_size=96, seed=0,
-                        num_workers=None):
+                        num_workers=1):
     """Generates the demo images in a temporary folder and converts them into `data_dir`.
 
     Returns data_dir (shards, labels.txt, stats.npz). If data_dir already holds a
     complete conversion, the work is not repeated (make_tfrecords resumes).
+    num_workers=1 converts in this process: a few thousand small images take
+    seconds, less than starting worker processes that each import TensorFlow.
     """
     from keras_alexnet import convert
     if os.path.exists(os.path.join(data_dir, "stats.npz")) and \
@@ -106,7 +108,7 @@ def make_demo_tfrecords(data_dir, *, num_classes=10, images_per_class=200, image
                          image_size=image_size, seed=seed)
         for split, folder in (("train", "train"), ("validation", "val")):
             convert.convert("imagefolder", os.path.join(tmp, folder), data_dir, split=split,
-                            num_shards=2, num_workers=num_workers or 2, resize=image_size)
+                            num_shards=2, num_workers=num_workers, resize=image_size)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return data_dir

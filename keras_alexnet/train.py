@@ -158,6 +158,7 @@ def train_and_evaluate(config, workdir):
 
     def save(mgr=manager):
         if not _all_finite(model.trainable_variables):
+            reporter.event("diverged", int(step), epoch=int(epoch), loss=float("nan"))
             raise NonFiniteLossError(f"non-finite weights at step {int(step)}; not saving, the last "
                                      f"good checkpoint is {manager.latest_checkpoint}")
         mgr.save(checkpoint_number=int(step))

@@ -1,0 +1,209 @@
+"""train_and_evaluate in-process on tiny TFRecords: layout, resume, metrics, precision, errors."""
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_alexnet import config as config_lib
+from keras_alexnet import model as model_lib
+from keras_alexnet import steps, train
+from train_testlib import make_tiny_data, read_events, tiny_config
+
+STEPS_PER_EPOCH = 6  # 48 training images, batch 8
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_tiny_data(str(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run") / "work")
+    result = train.train_and_evaluate(tiny_config(data_dir), workdir)
+    return workdir, result
+
+
+def _latest_state(workdir):
+    step, epoch = tf.Variable(0, dtype=tf.int64), tf.Variable(0, dtype=tf.int64)
+    ckpt = tf.train.Checkpoint(step=step, epoch=epoch)
+    ckpt.restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))).expect_partial()
+    return int(step), int(epoch)
+
+
+def test_workdir_layout_and_metrics(finished_run):
+    workdir, result = finished_run
+    assert result["status"] == "done" and result["step"] == 2 * STEPS_PER_EPOCH
+    for name in ("config.json", "checkpoints/checkpoint", "best/checkpoint", "metrics.jsonl"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["model"]["width"] == 0.125
+    assert _latest_state(workdir) == (2 * STEPS_PER_EPOCH, 2)
+
+    evals = read_events(workdir, "eval")
+    assert [e["epoch"] for e in evals] == [1, 2]
+    assert all(0 <= e["top1_error"] <= 1 and e["top5_error"] <= e["top1_error"] for e in evals)
+    assert all(e["num_images"] == 18 for e in evals)  # every validation image, once
+    train_events = read_events(workdir, "train")
+    assert {"loss", "top1_error", "learning_rate", "images_per_sec"} <= set(train_events[0])
+    final = read_events(workdir, "final")[0]
+    assert final["split"] == "validation"
+    for key in ("centre_top1_error", "centre_top5_error", "ten_crop_top1_error", "ten_crop_top5_error"):
+        assert 0 <= final[key] <= 1
+    assert result["validation"]["centre_top1_error"] == final["centre_top1_error"]
+
+
+def test_tensorboard_has_scalars_and_conv1_kernels(finished_run):
+    workdir, _ = finished_run
+    tags = {}
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags[value.tag] = value
+    assert {"train/loss", "train/learning_rate", "eval/top1_error", "eval/top5_error",
+            "train/images_per_sec", "conv1_kernels"} <= set(tags)
+    image = tf.make_ndarray(tags["conv1_kernels"].tensor)
+    assert image[2][:4] == b"\x89PNG"
+    assert tags["conv1_kernels"].metadata.plugin_data.plugin_name == "images"
+
+
+def test_checkpoint_restores_into_a_fresh_model(finished_run):
+    workdir, _ = finished_run
+    config = config_lib.get_config()
+    with open(os.path.join(workdir, "config.json")) as f:
+        model_kwargs = json.load(f)["model"]
+    model = model_lib.build_alexnet(**model_kwargs)
+    before = model.get_layer("fc8").kernel.numpy().copy()
+    for folder in ("checkpoints", "best"):
+        path = tf.train.latest_checkpoint(os.path.join(workdir, folder))
+        tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    assert not np.allclose(before, model.get_layer("fc8").kernel.numpy())
+    del config
+
+
+def test_rerun_resumes_and_extends_exactly(finished_run, data_dir):
+    workdir, _ = finished_run
+    # The same command on a finished run trains no further.
+    again = train.train_and_evaluate(tiny_config(data_dir), workdir)
+    assert again["step"] == 2 * STEPS_PER_EPOCH
+    # More epochs continue from the last checkpoint to the same place a 3-epoch run ends.
+    longer = train.train_and_evaluate(tiny_config(data_dir, num_epochs=3), workdir)
+    assert longer["step"] == 3 * STEPS_PER_EPOCH
+    assert _latest_state(workdir) == (3 * STEPS_PER_EPOCH, 3)
+    assert [e["epoch"] for e in read_events(workdir, "eval")] == [1, 2, 3]
+
+
+def test_workdir_of_a_different_config_is_refused(finished_run, data_dir):
+    workdir, _ = finished_run
+    before = open(os.path.join(workdir, "config.json")).read()
+    with pytest.raises(config_lib.ConfigError, match="optimizer.learning_rate"):
+        train.train_and_evaluate(tiny_config(data_dir, optimizer__learning_rate=0.5), workdir)
+    assert open(os.path.join(workdir, "config.json")).read() == before
+
+
+def test_loss_goes_down_on_a_learnable_dataset(data_dir, tmp_path):
+    config = tiny_config(data_dir, num_epochs=8, model__dropout=0.0, eval__ten_crop=False,
+                         checkpoint__every_steps=1000, log_every_steps=STEPS_PER_EPOCH,
+                         optimizer__learning_rate=0.005)
+    train.train_and_evaluate(config, str(tmp_path / "work"))
+    events = read_events(str(tmp_path / "work"), "train")
+    losses = [e["loss"] for e in events]
+    errors = [e["top1_error"] for e in events]
+    assert len(losses) == 8  # one per epoch
+    assert np.mean(losses[-2:]) < 0.8 * losses[0], losses
+    assert np.mean(errors[-2:]) < np.mean(errors[:2]), errors
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains(data_dir, tmp_path, precision):
+    config = tiny_config(data_dir, num_epochs=1, precision=precision, eval__ten_crop=False)
+    result = train.train_and_evaluate(config, str(tmp_path / "work"))
+    assert result["step"] == STEPS_PER_EPOCH
+    losses = [e["loss"] for e in read_events(str(tmp_path / "work"), "train")]
+    assert losses and all(np.isfinite(losses))
+    # Variables stay float32 under mixed precision; the checkpoint loads into a float32 model.
+    keras.mixed_precision.set_global_policy("float32")
+    model = model_lib.build_alexnet(**config.model)
+    path = tf.train.latest_checkpoint(str(tmp_path / "work" / "checkpoints"))
+    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    real_make_train_step = steps.make_train_step
+
+    def poisoned(model, *args, **kwargs):
+        """The real step; at the 5th call the weights and the loss turn NaN (as in a divergence)."""
+        step, calls = real_make_train_step(model, *args, **kwargs), []
+
+        def wrapper(iterator, stop):
+            loss, correct, stop_all = step(iterator, stop)
+            calls.append(1)
+            if len(calls) == 5:
+                kernel = model.get_layer("fc8").kernel
+                kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+                loss = tf.constant(np.nan)
+            return loss, correct, stop_all
+        return wrapper
+
+    monkeypatch.setattr(steps, "make_train_step", poisoned)
+    workdir = str(tmp_path / "work")
+    with pytest.raises(train.NonFiniteLossError, match="non-finite training loss .* at step 5"):
+        train.train_and_evaluate(tiny_config(data_dir, checkpoint__every_steps=2), workdir)
+    assert [e["step"] for e in read_events(workdir, "diverged")] == [5]
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    assert latest.endswith("ckpt-4")  # the last good one; nothing saved after the NaN
+    model = model_lib.build_alexnet(**tiny_config(data_dir).model)
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_weight_decay_is_the_papers_update_rule():
+    """v <- 0.9 v - 0.0005 lr w - lr grad; w <- w + v, on the kernel only (not the bias)."""
+    lr, momentum, decay, batch = 0.1, 0.9, 0.05, 4  # a large decay makes a wrong rule visible
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, 5)).astype(np.float32)
+    y = rng.integers(0, 3, batch).astype(np.int32)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, bias_initializer="ones")])
+    assert [v.path for v in model_lib.decayed_variables(model)] == ["sequential/dense/kernel"]
+    config = tiny_config("/unused")
+    config.optimizer.update(learning_rate=lr, momentum=momentum, weight_decay=decay)
+    optimizer = steps.make_optimizer(config, "float32")
+    optimizer.build(model.trainable_variables)
+    strategy = tf.distribute.get_strategy()
+    step = steps.make_train_step(model, optimizer, strategy, global_batch_size=batch,
+                                 weight_decay=decay)
+    w, b = (v.numpy().astype(np.float64) for v in model.trainable_variables)
+    vw, vb = np.zeros_like(w), np.zeros_like(b)
+    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    for _ in range(3):
+        logits = x @ w + b
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        dlogits = (p - np.eye(3)[y]) / batch
+        gw, gb = x.T @ dlogits, dlogits.sum(0)
+        vw = momentum * vw - decay * lr * w - lr * gw
+        vb = momentum * vb - lr * gb  # biases are not decayed
+        w, b = w + vw, b + vb
+        step(iterator, tf.constant(0.0))
+    np.testing.assert_allclose(model.trainable_variables[0].numpy(), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.trainable_variables[1].numpy(), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(input__data_dir="/nonexistent/tfrecords"), "config.input.data_dir"),
+    (dict(input__eval_split="test"), r"config.input.eval_split='test': no TFRecord shards"),
+    (dict(model__num_classes=5), r"config.model.num_classes=5 does not match the 3 classes"),
+    (dict(model__image_size=99), r"config.model.image_size=99 is larger than the stored images"),
+    (dict(distribution__strategy="tpu"), "config.distribution.strategy"),
+    (dict(precision="int8"), "config.precision"),
+])
+def test_bad_config_fails_fast_naming_the_field(data_dir, tmp_path, change, message):
+    workdir = tmp_path / "work"
+    with pytest.raises((config_lib.ConfigError, FileNotFoundError), match=message):
+        train.train_and_evaluate(tiny_config(data_dir, **change), str(workdir))
+    assert not (workdir / "config.json").exists()  # nothing written

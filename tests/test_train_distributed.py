@@ -1,0 +1,122 @@
+"""The same loop on MirroredStrategy (two logical CPUs) and MultiWorkerMirroredStrategy (two processes).
+
+Each runs in fresh child processes: logical devices and multi-worker
+collectives must be set up before TensorFlow starts.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from train_testlib import REPO, make_tiny_data, read_events, start_training, tiny_config
+
+MIRRORED_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import ml_collections
+from keras_alexnet import model as model_lib, steps, train
+
+rng = np.random.default_rng(0)
+images = rng.normal(0, 60, (6, 16, 67, 67, 3)).astype(np.float32)
+labels = rng.integers(0, 3, (6, 16)).astype(np.int32)
+config = ml_collections.ConfigDict(json.load(open(sys.argv[1])))
+
+def trajectory(strategy, weights=None):
+    with strategy.scope():
+        model = model_lib.build_alexnet(**dict(config.model, dropout=0.0))
+        if weights is not None:
+            model.set_weights(weights)
+        optimizer = steps.make_optimizer(config, "float32")
+        optimizer.build(model.trainable_variables)
+    step = steps.make_train_step(model, optimizer, strategy, global_batch_size=16,
+                                 weight_decay=config.optimizer.weight_decay)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))  # elements are global batches
+    it = iter(strategy.experimental_distribute_dataset(ds))
+    losses = [float(step(it, tf.constant(0.0))[0]) for _ in range(6)]
+    return losses, model.get_weights()
+
+default_losses, start = None, None
+with tf.distribute.get_strategy().scope():
+    start = model_lib.build_alexnet(**dict(config.model, dropout=0.0)).get_weights()
+default_losses, default_weights = trajectory(tf.distribute.get_strategy(), start)
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert mirrored.num_replicas_in_sync == 2
+mirrored_losses, mirrored_weights = trajectory(mirrored, start)
+weight_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(default_weights, mirrored_weights))
+
+# The whole loop too: distributed datasets, the partial last eval batch, checkpoints.
+config.distribution.strategy = "mirrored"
+config.distribution.cpu_devices = 2
+result = train.train_and_evaluate(config, sys.argv[2])
+json.dump(dict(default=default_losses, mirrored=mirrored_losses, weight_diff=weight_diff,
+               result=result), open(sys.argv[3], "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_tiny_data(str(tmp_path_factory.mktemp("tiny")))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mirrored_two_cpus_matches_the_default_strategy(data_dir, tmp_path):
+    config = tiny_config(data_dir, num_epochs=1, eval__ten_crop=True)
+    config_path, out = tmp_path / "config.json", tmp_path / "out.json"
+    config_path.write_text(config.to_json())
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(config_path),
+                           str(tmp_path / "work"), str(out)], capture_output=True, text=True,
+                          timeout=400, env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got["default"] == pytest.approx(got["mirrored"], rel=1e-4, abs=1e-5)
+    assert got["default"][-1] != got["default"][0]  # the weights did move
+    assert got["weight_diff"] < 1e-3
+    assert got["result"]["step"] == 6
+    final = read_events(str(tmp_path / "work"), "final")[0]
+    assert final["num_images"] == 18  # every image once, though 18 does not split into 2 x 8
+
+
+@pytest.mark.slow
+def test_two_multi_worker_processes_train_and_agree(data_dir, tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    config = tiny_config(data_dir, num_epochs=1, eval__ten_crop=False,
+                         distribution__strategy="multi_worker")
+    workdir = str(tmp_path / "work")
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(start_training(config, workdir, result_path=str(tmp_path / f"result{index}.json"),
+                                    env={"TF_CONFIG": tf_config}))
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=400)[0])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out[-3000:]
+    results = [json.loads((tmp_path / f"result{i}.json").read_text()) for i in range(2)]
+    # Both workers ran the same steps and see the same (all-reduced) validation error.
+    assert results[0]["step"] == results[1]["step"] == 6
+    assert results[0]["validation"] == results[1]["validation"]
+    assert results[0]["validation"]["num_images"] == 18  # every image once, over both workers
+    # Only the chief (worker 0) wrote into the workdir.
+    assert len(read_events(workdir, "eval")) == 1
+    assert os.path.exists(os.path.join(workdir, "checkpoints", "checkpoint"))
+    assert sorted(os.listdir(workdir)) == ["best", "checkpoints", "config.json", "metrics.jsonl",
+                                           "tensorboard"]
