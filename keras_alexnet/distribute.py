@@ -56,7 +56,12 @@ def cluster_resolver(kind):
 def make_strategy(config):
     """The tf.distribute strategy named by config.distribution.strategy."""
     dist = config.distribution
-    gpus = tf.config.list_logical_devices("GPU")
+    if dist.strategy == "multi_worker":
+        # First: collectives must be configured before anything starts TensorFlow's
+        # runtime (listing logical devices does).
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=cluster_resolver(dist.cluster_resolver))
+    gpus = tf.config.list_physical_devices("GPU")
     devices = list(dist.devices) or None
     if dist.strategy == "auto":
         if len(gpus) > 1:
@@ -69,9 +74,6 @@ def make_strategy(config):
     if dist.strategy == "one_device":
         device = devices[0] if devices else ("/gpu:0" if gpus else "/cpu:0")
         return tf.distribute.OneDeviceStrategy(device)
-    if dist.strategy == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=cluster_resolver(dist.cluster_resolver))
     raise ConfigError(f"config.distribution.strategy: unknown strategy {dist.strategy!r}")
 
 
@@ -79,7 +81,7 @@ def set_precision(precision):
     """Sets the Keras global dtype policy; returns the policy name actually used."""
     if precision == "auto":
         # float16 pays off on GPU tensor cores; on CPU it is slower than float32.
-        precision = "mixed_float16" if tf.config.list_logical_devices("GPU") else "float32"
+        precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     if precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
         raise ConfigError(f"config.precision: unknown precision {precision!r}")
     keras.mixed_precision.set_global_policy(precision)

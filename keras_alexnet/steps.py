@@ -54,16 +54,16 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
         optimizer.apply(grads, model.trainable_variables)
         correct = tf.reduce_sum(tf.cast(
             tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
-        stop_all = tf.distribute.get_replica_context().all_reduce("sum", stop)
-        return loss, correct, stop_all
+        return loss, correct, tf.identity(stop)
 
     @tf.function
     def train_step(iterator, stop):
         images, labels = next(iterator)
-        loss, correct, stop_all = strategy.run(step_fn, args=(images, labels, stop))
+        loss, correct, stop = strategy.run(step_fn, args=(images, labels, stop))
+        # Summed over every replica of every worker: one SIGTERM stops them all.
         return (strategy.reduce("sum", loss, axis=None),
                 strategy.reduce("sum", correct, axis=None),
-                strategy.reduce("mean", stop_all, axis=None))  # equal on all replicas
+                strategy.reduce("sum", stop, axis=None))
 
     return train_step
 
@@ -76,7 +76,7 @@ def make_eval_step(model, strategy, *, num_classes, ten_crop):
     """
     k = min(5, num_classes)
 
-    def step_fn(images, labels):
+    def hits(images, labels):
         if ten_crop:
             crops = tf.shape(images)[1]
             flat = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
@@ -87,7 +87,15 @@ def make_eval_step(model, strategy, *, num_classes, ten_crop):
         labels = tf.cast(labels, tf.int32)
         top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, probs, 1), tf.float32))
         top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, probs, k), tf.float32))
-        return top1, top5, tf.cast(tf.shape(labels)[0], tf.float32)
+        return top1, top5
+
+    def step_fn(images, labels):
+        count = tf.shape(labels)[0]
+        # The last batch does not always reach every replica; an empty one must
+        # not go through the model (the towers cannot split a placeholder shape).
+        top1, top5 = tf.cond(count > 0, lambda: hits(images, labels),
+                             lambda: (tf.constant(0.0), tf.constant(0.0)))
+        return top1, top5, tf.cast(count, tf.float32)
 
     @tf.function(reduce_retracing=True)
     def eval_step(batch):

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from train_testlib import REPO, make_tiny_data, read_events, start_training, tiny_config
@@ -17,45 +18,47 @@ MIRRORED_SCRIPT = r"""
 import json, sys
 import numpy as np
 import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+mode, config_path, workdir, out = sys.argv[1:]
+if mode == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import ml_collections
-from keras_alexnet import model as model_lib, steps, train
+from keras_alexnet import config as config_lib, model as model_lib, steps, train
 
 rng = np.random.default_rng(0)
 images = rng.normal(0, 60, (6, 16, 67, 67, 3)).astype(np.float32)
 labels = rng.integers(0, 3, (6, 16)).astype(np.int32)
-config = ml_collections.ConfigDict(json.load(open(sys.argv[1])))
-
-def trajectory(strategy, weights=None):
-    with strategy.scope():
-        model = model_lib.build_alexnet(**dict(config.model, dropout=0.0))
-        if weights is not None:
-            model.set_weights(weights)
-        optimizer = steps.make_optimizer(config, "float32")
-        optimizer.build(model.trainable_variables)
-    step = steps.make_train_step(model, optimizer, strategy, global_batch_size=16,
-                                 weight_decay=config.optimizer.weight_decay)
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))  # elements are global batches
-    it = iter(strategy.experimental_distribute_dataset(ds))
-    losses = [float(step(it, tf.constant(0.0))[0]) for _ in range(6)]
-    return losses, model.get_weights()
-
-default_losses, start = None, None
-with tf.distribute.get_strategy().scope():
-    start = model_lib.build_alexnet(**dict(config.model, dropout=0.0)).get_weights()
-default_losses, default_weights = trajectory(tf.distribute.get_strategy(), start)
-mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-assert mirrored.num_replicas_in_sync == 2
-mirrored_losses, mirrored_weights = trajectory(mirrored, start)
-weight_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(default_weights, mirrored_weights))
-
-# The whole loop too: distributed datasets, the partial last eval batch, checkpoints.
-config.distribution.strategy = "mirrored"
-config.distribution.cpu_devices = 2
-result = train.train_and_evaluate(config, sys.argv[2])
-json.dump(dict(default=default_losses, mirrored=mirrored_losses, weight_diff=weight_diff,
-               result=result), open(sys.argv[3], "w"))
+config = ml_collections.ConfigDict(json.load(open(config_path)))
+if mode == "mirrored":
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+else:
+    strategy = tf.distribute.get_strategy()
+with strategy.scope():
+    model = model_lib.build_alexnet(**dict(config.model, dropout=0.0))  # seeded: same start
+    start = float(sum(np.abs(w).sum() for w in model.get_weights()))
+    optimizer = steps.make_optimizer(config, "float32")
+    optimizer.build(model.trainable_variables)
+step = steps.make_train_step(model, optimizer, strategy, global_batch_size=16,
+                             weight_decay=config.optimizer.weight_decay)
+ds = tf.data.Dataset.from_tensor_slices((images, labels))  # elements are global batches
+it = iter(strategy.experimental_distribute_dataset(ds))
+losses = [float(step(it, tf.constant(0.0))[0]) for _ in range(6)]
+weights = [w.tolist() for w in model.get_weights()[-2:]]  # fc8
+result = odd_batch = None
+if mode == "mirrored":
+    # The whole loop too: distributed datasets, the partial last eval batch, checkpoints.
+    config.distribution.strategy = "mirrored"
+    config.distribution.cpu_devices = 2
+    try:
+        odd = config.copy_and_resolve_references()
+        odd.batch_size = 9
+        train.train_and_evaluate(odd, workdir + "-odd")
+    except config_lib.ConfigError as e:
+        odd_batch = str(e)
+    result = train.train_and_evaluate(config, workdir)
+json.dump(dict(start=start, losses=losses, fc8=weights, result=result, odd_batch=odd_batch),
+          open(out, "w"))
 """
 
 
@@ -73,17 +76,24 @@ def _free_port():
 @pytest.mark.slow
 def test_mirrored_two_cpus_matches_the_default_strategy(data_dir, tmp_path):
     config = tiny_config(data_dir, num_epochs=1, eval__ten_crop=True)
-    config_path, out = tmp_path / "config.json", tmp_path / "out.json"
+    config_path = tmp_path / "config.json"
     config_path.write_text(config.to_json())
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(config_path),
-                           str(tmp_path / "work"), str(out)], capture_output=True, text=True,
-                          timeout=400, env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    got = json.loads(out.read_text())
-    assert got["default"] == pytest.approx(got["mirrored"], rel=1e-4, abs=1e-5)
-    assert got["default"][-1] != got["default"][0]  # the weights did move
-    assert got["weight_diff"] < 1e-3
-    assert got["result"]["step"] == 6
+    got = {}
+    for mode in ("default", "mirrored"):
+        out = tmp_path / f"{mode}.json"
+        proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, mode, str(config_path),
+                               str(tmp_path / "work"), str(out)], capture_output=True, text=True,
+                              timeout=400,
+                              env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        got[mode] = json.loads(out.read_text())
+    default, mirrored = got["default"], got["mirrored"]
+    assert default["start"] == pytest.approx(mirrored["start"], rel=1e-6)  # same initial weights
+    assert mirrored["losses"] == pytest.approx(default["losses"], rel=1e-4, abs=1e-5)
+    assert default["losses"][-1] != default["losses"][0]  # the weights did move
+    np.testing.assert_allclose(mirrored["fc8"][0], default["fc8"][0], rtol=1e-3, atol=1e-5)
+    assert "config.batch_size=9 does not divide over 2 replicas" in mirrored["odd_batch"]
+    assert mirrored["result"]["step"] == 6
     final = read_events(str(tmp_path / "work"), "final")[0]
     assert final["num_images"] == 18  # every image once, though 18 does not split into 2 x 8
 
