@@ -120,3 +120,18 @@ def test_checkpoints_without_config_are_refused(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="no config.json"):
         run_setup.check_workdir(config, str(tmp_path))
 
+
+
+def test_bin_train_refuses_a_bad_config_with_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+    workdir = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bin", "train"),
+         f"--config={os.path.join(REPO, 'configs', 'paper_ilsvrc2012.py')}", f"--workdir={workdir}",
+         "--config.distribution.strategy=tpu", "--config.input.data_dir=/data"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "bin/train: error: config.distribution.strategy: unknown strategy 'tpu'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not workdir.exists()
