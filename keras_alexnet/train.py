@@ -46,7 +46,9 @@ def _make_datasets(config, strategy, stats, *, train_seed):
             lighting_std=cfg.lighting_std, **common)
 
     def eval_fn(split, ten_crop):
-        batch = max(strategy.num_replicas_in_sync, config.eval.batch_size // 10) if ten_crop \
+        replicas = strategy.num_replicas_in_sync
+        # Ten crops per image: a tenth of the images keeps the step's memory flat.
+        batch = max(1, config.eval.batch_size // 10 // replicas) * replicas if ten_crop \
             else config.eval.batch_size
 
         def fn(ctx):
