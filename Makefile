@@ -14,10 +14,18 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install -e ".[test]"
 	touch $@
 
-# The main job end to end on the embedded demo data.
+# The main job end to end on the embedded demo data: generate a 10-class image
+# set, convert it with make_tfrecords, train with the progress bar, evaluate
+# (centre and ten crops), export for TF Serving, and predict on new images
+# through the export. Starts afresh in $(DEMO_DIR) each time.
+DEMO_DIR ?= runs/demo
 demo: $(VENV)/.installed
-	$(PY) -c "from keras_alexnet import model; m = model.build_alexnet(); m.summary(); \
-	import numpy as np; print('logits', m(np.zeros((2, 227, 227, 3), 'float32')).shape)"
+	rm -rf $(DEMO_DIR)
+	$(PY) bin/train --config=configs/demo.py --workdir=$(DEMO_DIR)
+	$(PY) bin/export --workdir=$(DEMO_DIR) --export_dir=$(DEMO_DIR)/models/alexnet
+	$(PY) -c "from keras_alexnet import demo_data; \
+	demo_data.make_demo_images('$(DEMO_DIR)/new_images', images_per_class=1, val_per_class=1, image_size=120, seed=123)"
+	$(PY) bin/predict --saved_model=$(DEMO_DIR)/models/alexnet $(DEMO_DIR)/new_images/val/*/*.jpg
 
 # The whole test suite (slow tests included).
 test: $(VENV)/.installed
