@@ -146,7 +146,7 @@ def train_and_evaluate(config, workdir):
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest:
         ckpt.restore(latest).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d, epoch %d", latest, int(step), int(epoch))
+        print(f"resumed from {latest} at step {int(step)}, epoch {int(epoch)}", flush=True)
     optimizer.learning_rate.assign(float(schedule.learning_rate))
 
     # A resumed run reshuffles from a seed that depends on where it resumes,

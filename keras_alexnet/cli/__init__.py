@@ -2,7 +2,7 @@
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 
 def run_app(main, module_name, doc):
@@ -14,4 +14,12 @@ def run_app(main, module_name, doc):
     sys.modules["__main__"].__doc__ = doc
     for flag in flags.FLAGS.get_flags_for_module(module_name):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+
+    def quiet_main(argv):
+        # Results and progress go to stdout; absl/TensorFlow INFO lines (checkpoint
+        # sharding timings and the like) only with an explicit --verbosity=0.
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
+        return main(argv)
+
+    app.run(quiet_main)

@@ -14,6 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's start-up
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from keras_alexnet.cli import run_app  # noqa: E402
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, summaries and metrics.")
@@ -32,7 +34,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(main, __name__, __doc__)
 
 
 if __name__ == "__main__":
