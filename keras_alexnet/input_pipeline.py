@@ -83,22 +83,26 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
     files = list_shards(file_pattern)
     deterministic = seed is not None or not training
     ds = tf.data.Dataset.from_tensor_slices(files)
-    shard_examples = False
+    n, index = 1, 0
     if input_context is not None and input_context.num_input_pipelines > 1:
         n, index = input_context.num_input_pipelines, input_context.input_pipeline_id
-        if len(files) >= n:
-            ds = ds.shard(n, index)  # whole files per worker: no worker reads another's data
-        else:
-            shard_examples = True  # too few files: every worker reads all and keeps 1 in n
         if seed is not None:
             seed = seed * 1009 + index  # distinct augmentation per worker, still reproducible
+    # Whole files per worker when there are enough of them (no worker reads another's
+    # data); otherwise every worker reads every file and keeps 1 record in n of each,
+    # a split that holds whatever order the workers' shuffles give the files.
+    shard_files = n > 1 and len(files) >= n
+    if shard_files:
+        ds = ds.shard(n, index)
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, buffer_size=8 << 20),
-                       cycle_length=min(len(files), 16), block_length=1,
+
+    def read(filename):
+        records = tf.data.TFRecordDataset(filename, buffer_size=8 << 20)
+        return records.shard(n, index) if n > 1 and not shard_files else records
+
+    ds = ds.interleave(read, cycle_length=min(len(files), 16), block_length=1,
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    if shard_examples:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training:
         # Shuffle, then repeat: each epoch sees every example once before the next begins.
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

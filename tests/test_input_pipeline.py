@@ -91,6 +91,26 @@ def test_input_context_splits_the_data_between_workers(data_dir, shards):
     assert sorted(parts[0] + parts[1]) == sorted(whole)
 
 
+@pytest.mark.parametrize("workers", [2, 4])  # 3 shards: split by files, then by examples
+def test_training_workers_split_an_epoch_whatever_their_shuffles(data_dir, workers, monkeypatch):
+    # Each example's "image" is a hash of its bytes, so examples can be told apart
+    # through training's random order; unseeded workers shuffle files differently.
+    def tag(image_bytes, stats, image_size, **kwargs):
+        value = tf.cast(tf.strings.to_hash_bucket_fast(image_bytes, 1 << 20), tf.float32)
+        return tf.fill([image_size, image_size, 3], value)
+
+    monkeypatch.setattr(input_pipeline.preprocessing, "preprocess_for_train", tag)
+    files = pattern(data_dir)
+    whole = fingerprints(input_pipeline.make_dataset(files, 1, True, image_size=67, repeat=False))
+    parts = []
+    for index in range(workers):
+        context = tf.distribute.InputContext(num_input_pipelines=workers, input_pipeline_id=index)
+        parts += fingerprints(input_pipeline.make_dataset(
+            files, 1, True, image_size=67, repeat=False, input_context=context))
+    assert len(whole) == NUM_IMAGES
+    assert sorted(parts) == sorted(whole)
+
+
 def test_label_offset_reads_one_based_records(tmp_path):
     path = str(tmp_path / "train-00000-of-00001")
     with tf.io.TFRecordWriter(path) as writer:
