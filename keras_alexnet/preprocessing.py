@@ -157,9 +157,14 @@ def random_crop(image_bytes, seed, image_size=227, mean_image=None, crop="paper"
         patch = tf.image.resize(_decode(image_bytes, window), [image_size, image_size])
         if mean_image is None:
             return patch, tf.zeros_like(patch)
-        mean = tf.image.resize(tf.convert_to_tensor(mean_image, tf.float32), shape[:2])
-        return patch, tf.image.resize(mean[top:top + height, left:left + width],
-                                      [image_size, image_size])
+        # The same window of the mean image, sampled straight at S x S: resizing the
+        # whole mean image to this image's size first would cost a full resize per example.
+        h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+        top, left, height, width = (tf.cast(v, tf.float32) for v in (top, left, height, width))
+        box = tf.stack([top / h, left / w, (top + height) / h, (left + width) / w])
+        mean = tf.image.crop_and_resize(tf.convert_to_tensor(mean_image, tf.float32)[None],
+                                        box[None], [0], [image_size, image_size])
+        return patch, mean[0]
     if crop != "paper":
         raise ValueError(f"crop={crop!r}: expected 'paper' or 'inception'")
     side, _ = _canvas(image_bytes, image_size, paper_size)

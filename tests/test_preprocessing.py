@@ -196,3 +196,20 @@ def test_eager_equals_dataset_map(name):
     eager = fn(*args).numpy()
     in_map = next(iter(tf.data.Dataset.from_tensors(args).map(fn))).numpy()
     np.testing.assert_array_equal(eager, in_map)
+
+
+@pytest.mark.parametrize("seed", [(3, 4), (5, 6), (7, 8)])
+def test_inception_crop_subtracts_the_same_window_of_the_mean_image(seed):
+    seed = tf.constant(seed, tf.int64)
+    image_bytes = jpeg(120, 90)
+    ramp = np.broadcast_to(np.linspace(0, 255, 80, dtype=np.float32)[None, :, None], (80, 80, 3))
+    ramp = ramp + np.linspace(0, 40, 80, dtype=np.float32)[:, None, None]
+    _, mean_patch = pp.random_crop(image_bytes, seed, image_size=67, mean_image=ramp,
+                                   crop="inception")
+    # Reference: the mean image at the photo's size, cut to the window, resized to 67.
+    shape, top, left, height, width = pp._inception_window(image_bytes, seed)
+    full = tf.image.resize(ramp, shape[:2])
+    want = tf.image.resize(full[top:top + height, left:left + width], [67, 67])
+    assert mean_patch.shape == (67, 67, 3)
+    np.testing.assert_allclose(mean_patch.numpy(), want.numpy(), atol=6.0)
+    assert float(tf.reduce_max(mean_patch) - tf.reduce_min(mean_patch)) > 10  # not a constant
