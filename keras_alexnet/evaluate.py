@@ -14,6 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import export
 from keras_alexnet import input_pipeline
 from keras_alexnet import restore
 from keras_alexnet import stats as stats_lib
@@ -98,8 +99,7 @@ def resolve_saved_model(path):
     """A SavedModel folder, or the newest version in a TF Serving model base path."""
     if tf.io.gfile.exists(f"{path}/saved_model.pb"):
         return path
-    versions = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(path)
-                if n.rstrip("/").isdigit()] if tf.io.gfile.isdir(path) else []
+    versions = export.list_versions(path)
     if not versions:
         raise FileNotFoundError(f"{path}: neither a SavedModel (no saved_model.pb) nor a model "
                                 "base path with integer versions")

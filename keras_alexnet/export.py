@@ -123,13 +123,17 @@ class ServingModule(tf.Module):
         return self._outputs(tf.reduce_mean(probabilities, axis=1))
 
 
+def list_versions(export_dir):
+    """The integer version folders of a TF Serving model base path ([] if it does not exist)."""
+    if not tf.io.gfile.isdir(export_dir):
+        return []
+    return [int(name.rstrip("/")) for name in tf.io.gfile.listdir(export_dir)
+            if name.rstrip("/").isdigit()]
+
+
 def next_version(export_dir):
     """1 + the largest integer version folder in export_dir (1 when there is none)."""
-    if not tf.io.gfile.isdir(export_dir):
-        return 1
-    versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(export_dir)
-                if name.rstrip("/").isdigit()]
-    return max(versions, default=0) + 1
+    return max(list_versions(export_dir), default=0) + 1
 
 
 def save(module, export_dir, *, version=None, warmup_images=(), model_name="alexnet",
