@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR)
 	$(PY) bin/train --config=configs/demo.py --workdir=$(DEMO_DIR)
 	$(PY) bin/export --workdir=$(DEMO_DIR) --export_dir=$(DEMO_DIR)/models/alexnet
-	$(PY) -c "from keras_alexnet import demo_data; \
+	$(PY) -c "from keras_alexnet.data import demo_data; \
 	demo_data.make_demo_images('$(DEMO_DIR)/new_images', images_per_class=1, val_per_class=1, image_size=120, seed=123)"
 	$(PY) bin/predict --saved_model=$(DEMO_DIR)/models/alexnet $(DEMO_DIR)/new_images/val/*/*.jpg
 

@@ -1,7 +1,11 @@
 """keras_alexnet: the AlexNet of Krizhevsky, Sutskever & Hinton (NIPS 2012) in TensorFlow/Keras 3.
 
-Modules: model (the network), preprocessing and input_pipeline (tf.data),
-tfrecords and stats (make_tfrecords), train, export, evaluate, benchmark.
+Top level: config (the paper's recipe), model (the paper's network), bfloat16_conv
+(a CPU workaround the network's convolutions use), evaluation (the operations
+training, bin/evaluate and the export share), progress (the one progress bar).
+Subpackages by role, lower ones never importing higher ones: data (image sources
+to TFRecords and statistics, tf.data input), training, serving (export, evaluation,
+prediction), benchmarks; cli holds the programs bin/ and the alexnet-* commands run.
 """
 import os
 

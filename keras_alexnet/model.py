@@ -8,11 +8,13 @@ XLA has no place in a graph meant for TF Serving.
 
 The model returns float32 logits; softmax belongs to the loss and the export.
 """
-import functools
-
 import keras
 import tensorflow as tf
 from keras import layers
+
+# keras.layers.Conv2D, with float32 gradients under bfloat16 on CPUs without native
+# bfloat16 (the same numbers, ~20x faster there; see bfloat16_conv.py).
+from keras_alexnet.bfloat16_conv import Float32GradConv2D
 
 # The paper's LRN hyper-parameters. alpha is the paper's 1e-4 divided by n=5,
 # as the authors' cuda-convnet2 (and Caffe) applied it; pass lrn_alpha=1e-4
@@ -62,59 +64,6 @@ class LocalResponseNormalization(layers.Layer):
         return config
 
 
-@functools.cache
-def _slow_bfloat16_convolution_gradients():
-    """True where bfloat16 convolution gradients fall back to TensorFlow's slow kernels.
-
-    On x86 CPUs without AVX512-BF16/AMX, oneDNN runs bfloat16 convolutions forward
-    but not backward: TensorFlow's generic Conv2DBackpropInput/Filter kernels are
-    about 25x slower than float32 there (docs/BENCHMARKS.md). GPUs are unaffected.
-    """
-    if tf.config.list_physical_devices("GPU"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return bool(flags) and not ({"avx512_bf16", "amx_bf16"} & set(flags.split()))
-
-
-def _conv2d_with_float32_gradients(x, kernel, strides, padding):
-    """conv2d in the inputs' dtype whose two gradients are computed in float32."""
-    stride = [1, *strides, 1]
-    # A tensor, not the variable: custom_gradient must not capture variables, and
-    # the cast's own gradient carries dk back to the float32 variable.
-    kernel = tf.cast(tf.convert_to_tensor(kernel), x.dtype)
-
-    @tf.custom_gradient
-    def conv(x, kernel):
-        def grad(dy):
-            x32, k32, dy32 = (tf.cast(t, tf.float32) for t in (x, kernel, dy))
-            dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=k32,
-                                                out_backprop=dy32, strides=stride, padding=padding)
-            dk = tf.raw_ops.Conv2DBackpropFilter(input=x32, filter_sizes=tf.shape(kernel),
-                                                 out_backprop=dy32, strides=stride, padding=padding)
-            return tf.cast(dx, x.dtype), tf.cast(dk, kernel.dtype)
-        return tf.nn.conv2d(x, kernel, stride, padding), grad
-
-    return conv(x, kernel)
-
-
-@keras.saving.register_keras_serializable(package="keras_alexnet")
-class Conv2D(layers.Conv2D):
-    """keras.layers.Conv2D, except that under bfloat16 on CPUs without native bfloat16
-    its gradients are computed in float32 (same result up to rounding, ~20x faster there)."""
-
-    def convolution_op(self, inputs, kernel):
-        if (inputs.dtype == tf.bfloat16 and self.dilation_rate == (1, 1)
-                and self.data_format == "channels_last"
-                and _slow_bfloat16_convolution_gradients()):
-            return _conv2d_with_float32_gradients(inputs, kernel, self.strides,
-                                                  self.padding.upper())
-        return super().convolution_op(inputs, kernel)
-
-
 @keras.saving.register_keras_serializable(package="keras_alexnet")
 class TowerConv2D(layers.Layer):
     """A grouped convolution as the paper's towers: split channels, convolve each, concat.
@@ -137,10 +86,11 @@ class TowerConv2D(layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.convs = [
-            Conv2D(filters // towers, kernel_size, padding=padding, activation=activation,
-                          kernel_initializer=_with_seed_offset(self.kernel_initializer, i),
-                          bias_initializer=self.bias_initializer,
-                          dtype=self.dtype_policy, name=f"tower{i}")
+            Float32GradConv2D(filters // towers, kernel_size, padding=padding,
+                              activation=activation,
+                              kernel_initializer=_with_seed_offset(self.kernel_initializer, i),
+                              bias_initializer=self.bias_initializer,
+                              dtype=self.dtype_policy, name=f"tower{i}")
             for i in range(towers)]
         # Keras tracks layers held in a list, but tf.train.Checkpoint follows
         # attributes only: without these, checkpoints would miss the tower weights.
@@ -240,8 +190,8 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
                            name=layer_name, **init_for(layer_name))
 
     inputs = keras.Input((image_size, image_size, 3), name="images")
-    x = Conv2D(filters(96), 11, strides=4, padding="valid", activation=activation,
-                      name="conv1", **init_for("conv1"))(inputs)
+    x = Float32GradConv2D(filters(96), 11, strides=4, padding="valid", activation=activation,
+                          name="conv1", **init_for("conv1"))(inputs)
     if lrn:
         x = LocalResponseNormalization(alpha=lrn_alpha, name="lrn1")(x)
     x = pool("pool1")(x)
@@ -249,8 +199,8 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
     if lrn:
         x = LocalResponseNormalization(alpha=lrn_alpha, name="lrn2")(x)
     x = pool("pool2")(x)
-    x = Conv2D(filters(384), 3, padding="same", activation=activation, name="conv3",
-                      **init_for("conv3"))(x)
+    x = Float32GradConv2D(filters(384), 3, padding="same", activation=activation, name="conv3",
+                          **init_for("conv3"))(x)
     x = tower_conv("conv4", 384, 3)(x)
     x = tower_conv("conv5", 256, 3)(x)
     x = pool("pool5")(x)

@@ -13,7 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_alexnet import model as model_lib
-from keras_alexnet import stats as stats_lib
+from keras_alexnet.data import stats as stats_lib
 
 MODEL_KWARGS = dict(num_classes=4, image_size=67, towers=2, lrn=True,
                     lrn_alpha=model_lib.LRN_ALPHA, overlapping_pool=True, activation="relu",
@@ -88,7 +88,7 @@ def trained_model():
 
 def restored_run(model, data_dir):
     """What restore.restore_run returns for write_workdir's run, with the in-memory model."""
-    from keras_alexnet import restore
+    from keras_alexnet.serving import restore
     stats = stats_lib.load_stats(data_dir)
     return restore.RestoredRun(
         model=model, config={"model": MODEL_KWARGS}, checkpoint_path="(in memory)",

@@ -7,7 +7,7 @@ import pytest
 
 from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
-from keras_alexnet import run_setup
+from keras_alexnet.training import workdir as workdir_lib
 from train_testlib import REPO
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
@@ -96,20 +96,20 @@ def test_unknown_model_key_is_refused():
 def test_workdir_of_another_config_is_refused(tmp_path):
     config = config_lib.get_config()
     config.input.data_dir = "/data"
-    assert run_setup.check_workdir(config, str(tmp_path)) is False
-    run_setup.write_config(config, str(tmp_path))
-    assert run_setup.check_workdir(config, str(tmp_path)) is True
+    assert workdir_lib.check_workdir(config, str(tmp_path)) is False
+    workdir_lib.write_config(config, str(tmp_path))
+    assert workdir_lib.check_workdir(config, str(tmp_path)) is True
     # How long, how often to save, and where to run may change on resume...
     config.num_epochs = 120
     config.checkpoint.every_steps = 10
-    assert run_setup.check_workdir(config, str(tmp_path)) is True
+    assert workdir_lib.check_workdir(config, str(tmp_path)) is True
     # ... what is trained may not.
     config.optimizer.learning_rate = 0.02
     config.model.dropout = 0.0
     before = (tmp_path / "config.json").read_text()
     with pytest.raises(config_lib.ConfigError, match="different config.*model.dropout, "
                                                      "optimizer.learning_rate"):
-        run_setup.check_workdir(config, str(tmp_path))
+        workdir_lib.check_workdir(config, str(tmp_path))
     assert (tmp_path / "config.json").read_text() == before
 
 
@@ -118,7 +118,7 @@ def test_checkpoints_without_config_are_refused(tmp_path):
     (tmp_path / "checkpoints" / "checkpoint").write_text("x")
     config = config_lib.get_config()
     with pytest.raises(config_lib.ConfigError, match="no config.json"):
-        run_setup.check_workdir(config, str(tmp_path))
+        workdir_lib.check_workdir(config, str(tmp_path))
 
 
 

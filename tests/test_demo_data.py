@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_alexnet import demo_data, input_pipeline, stats
+from keras_alexnet.data import demo_data
+from keras_alexnet.data import input_pipeline, layout
+from keras_alexnet.data import stats
 
 
 def test_images_are_jpegs_in_class_folders(tmp_path):
@@ -52,7 +54,7 @@ def test_make_demo_tfrecords_converts_and_is_not_repeated(tmp_path, monkeypatch)
     demo_data.make_demo_tfrecords(out, num_classes=3, images_per_class=4, image_size=72, seed=0)
     assert len(glob.glob(os.path.join(out, "train-*-of-00002"))) == 2
     assert len(glob.glob(os.path.join(out, "validation-*-of-00002"))) == 2
-    labels = input_pipeline.load_labels(out)
+    labels = layout.load_labels(out)
     assert [wnid for wnid, _ in labels] == sorted(demo_data.CLASSES[:3])
     s = stats.load_stats(out)
     assert s.num_images == 12 and s.mean_image.shape == (72, 72, 3)

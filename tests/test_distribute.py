@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_alexnet import config as config_lib
-from keras_alexnet import distribute
+from keras_alexnet.training import distribute
 
 
 @pytest.fixture

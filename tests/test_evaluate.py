@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 import serving_fixtures as fx
-from keras_alexnet import evaluate
-from keras_alexnet import export
-from keras_alexnet import input_pipeline
+from keras_alexnet.serving import evaluate
+from keras_alexnet.serving import export
+from keras_alexnet.data import input_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

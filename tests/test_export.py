@@ -19,10 +19,11 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 import serving_fixtures as fx
-from keras_alexnet import export
-from keras_alexnet import restore
-from keras_alexnet import serving_preprocessing as prep
-from keras_alexnet import warmup
+from keras_alexnet.serving import export
+from keras_alexnet.serving import restore
+from keras_alexnet.data.preprocessing import ten_crops
+from keras_alexnet.serving import preprocessing as prep
+from keras_alexnet.serving import warmup
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +172,7 @@ def test_top5_outputs_are_consistent(served):
 
 def test_ten_crop_averages_the_ten_patches(run, served):
     _, squares = _reference_inputs(run, served["images"].values())
-    crops = np.concatenate([prep.ten_crops(s, 67).numpy() for s in squares])
+    crops = np.concatenate([ten_crops(s, 67).numpy() for s in squares])
     expected = _softmax(run["model"](crops, training=False)).reshape(len(squares), 10, -1)
     np.testing.assert_allclose(served["ten_crop/probabilities"], expected.mean(1),
                                rtol=1e-4, atol=1e-6)
@@ -185,14 +186,14 @@ def test_predict_images_takes_preprocessed_floats(run, served):
 
 def test_serving_matches_make_tfrecords_then_input_pipeline(served):
     """Serving = make_tfrecords' Pillow resize and re-encode, then the reader's decode."""
-    from keras_alexnet import tfrecords
-    from keras_alexnet.preprocessing import DCT_METHOD as dct
+    from keras_alexnet.data import shard_writer
+    from keras_alexnet.data.preprocessing import DCT_METHOD as dct
     for name, data in served["images"].items():
         ours = prep.scale_and_center(data, fx.RESIZE).numpy()
         if name == "stored.jpg":  # already what the writer stores: decoded as the reader does
             np.testing.assert_array_equal(ours, tf.io.decode_jpeg(data, dct_method=dct).numpy())
             continue
-        encoded, _, _ = tfrecords.convert_image(data, fx.RESIZE, 90)
+        encoded, _, _ = shard_writer.convert_image(data, fx.RESIZE, 90)
         difference = np.abs(ours - tf.io.decode_jpeg(encoded, dct_method=dct).numpy())
         # Off by a level here and there (Pillow's fixed-point weights), never systematically.
         assert difference.mean() < 0.1 and difference.max() <= 12, name
@@ -201,7 +202,7 @@ def test_serving_matches_make_tfrecords_then_input_pipeline(served):
 @pytest.mark.parametrize("normalization", ["mean_image", "channel"])
 def test_stored_images_preprocess_as_the_input_pipeline(run, normalization):
     """On make_tfrecords' output the export sees exactly what evaluation of the checkpoint sees."""
-    from keras_alexnet import preprocessing
+    from keras_alexnet.data import preprocessing
     stats = restore.stats_lib.load_stats(run["data_dir"])
     mean, std = restore.normalization_arrays(stats, normalization)
     module = export.ServingModule(run["model"], mean, fx.SYNSETS, fx.NAMES, std=std)
@@ -424,7 +425,7 @@ def test_restore_refuses_a_checkpoint_of_another_model(run, tmp_path):
 
 
 def test_serving_benchmark_measures_the_three_systems(run):
-    from keras_alexnet import serving_benchmark
+    from keras_alexnet.benchmarks import serving as serving_benchmark
     images = list(_images().values())[:3]
     result = serving_benchmark.measure(run["path"], run["model"], images, requests=3, batches=1,
                                        batch_size=4, rounds=2)

@@ -7,8 +7,11 @@ import pytest
 import tensorflow as tf
 
 import tiny_images
-from keras_alexnet import convert, input_benchmark, input_pipeline, tfrecords
-from keras_alexnet.stats import load_stats
+from keras_alexnet.data import convert
+from keras_alexnet.benchmarks import input as input_benchmark
+from keras_alexnet.data import input_pipeline
+from keras_alexnet.data import layout, shard_writer
+from keras_alexnet.data.stats import load_stats
 
 NUM_IMAGES = 15  # 3 classes x 5, in 3 shards: batches of 4 do not divide it
 
@@ -115,7 +118,7 @@ def test_label_offset_reads_one_based_records(tmp_path):
     path = str(tmp_path / "train-00000-of-00001")
     with tf.io.TFRecordWriter(path) as writer:
         for label in (1, 2, 1000):  # Inception converters: 1..1000
-            writer.write(tfrecords.make_example({
+            writer.write(shard_writer.make_example({
                 "image/encoded": tiny_images.jpeg_bytes(tiny_images.smooth_rgb(90, 100)),
                 "image/format": "JPEG", "image/class/label": label, "image/class/synset": "n0",
                 "image/class/text": "x", "image/height": 90, "image/width": 100,
@@ -133,7 +136,7 @@ def test_inception_crop_with_channel_normalization(data_dir):
 
 
 def test_labels_and_stats_files(data_dir):
-    assert input_pipeline.load_labels(data_dir) == [("n01", "n01"), ("n02", "n02"), ("n03", "n03")]
+    assert layout.load_labels(data_dir) == [("n01", "n01"), ("n02", "n02"), ("n03", "n03")]
     assert load_stats(data_dir).mean_image.shape == (80, 80, 3)
     with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
         input_pipeline.make_dataset(os.path.join(data_dir, "nothing-*"), 4, True)

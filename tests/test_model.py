@@ -212,49 +212,6 @@ def test_tiny_model_learns_random_data():
     assert after < 0.7 * before, (before, after)
 
 
-@pytest.mark.parametrize("strides, padding", [((1, 1), "SAME"), ((4, 4), "VALID")])
-def test_bfloat16_convolution_with_float32_gradients_matches_autodiff(strides, padding):
-    rng = np.random.default_rng(0)
-    x = tf.cast(rng.normal(size=(2, 15, 15, 4)), tf.bfloat16)
-    k = tf.cast(rng.normal(size=(3, 3, 4, 6)), tf.bfloat16)
-    w = tf.constant(rng.normal(size=(1, 1, 1, 6)), tf.float32)
-
-    def grads(conv, x, k):
-        with tf.GradientTape() as tape:
-            tape.watch([x, k])
-            y = conv(x, k)
-            loss = tf.reduce_sum(tf.cast(y, tf.float32) * w)
-        return (y, *tape.gradient(loss, [x, k]))
-
-    y, dx, dk = grads(lambda x, k: model_lib._conv2d_with_float32_gradients(
-        x, k, strides, padding), x, k)
-    # Reference: float32 autodiff on the same bfloat16-rounded values.
-    y_ref, dx_ref, dk_ref = grads(lambda x, k: tf.nn.conv2d(x, k, [1, *strides, 1], padding),
-                                  tf.cast(x, tf.float32), tf.cast(k, tf.float32))
-    assert y.dtype == dx.dtype == dk.dtype == tf.bfloat16
-    for got, want in [(y, y_ref), (dx, dx_ref), (dk, dk_ref)]:
-        np.testing.assert_allclose(tf.cast(got, tf.float32), want, rtol=2e-2, atol=2e-2)
-
-
-def test_model_gradients_agree_with_and_without_the_float32_gradient_path(monkeypatch):
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = model_lib.build_alexnet(**TINY, seed=2, dropout=0.0)
-    x = np.random.default_rng(0).normal(0, 50, (2, 67, 67, 3)).astype("float32")
-
-    def grads():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(model(x, training=True) ** 2)
-        return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
-
-    monkeypatch.setattr(model_lib, "_slow_bfloat16_convolution_gradients", lambda: True)
-    fast = grads()
-    monkeypatch.setattr(model_lib, "_slow_bfloat16_convolution_gradients", lambda: False)
-    plain = grads()
-    for a, b, v in zip(fast, plain, model.trainable_variables):
-        scale = np.abs(b).max() + 1e-6
-        np.testing.assert_allclose(a / scale, b / scale, atol=5e-2, err_msg=v.path)
-
-
 def test_tf_checkpoint_holds_every_weight_including_the_towers(tmp_path):
     model = model_lib.build_alexnet(**TINY, seed=1)
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))

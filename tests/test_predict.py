@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 import serving_fixtures as fx
-from keras_alexnet import export
-from keras_alexnet import predict
+from keras_alexnet.serving import export
+from keras_alexnet.serving import predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 import tiny_images
-from keras_alexnet import preprocessing as pp
-from keras_alexnet.stats import DatasetStats
+from keras_alexnet.data import preprocessing as pp
+from keras_alexnet.data.stats import DatasetStats
 
 
 def jpeg(h, w, seed=0):

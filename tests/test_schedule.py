@@ -2,7 +2,7 @@
 import pytest
 import tensorflow as tf
 
-from keras_alexnet.schedule import PlateauSchedule
+from keras_alexnet.training.schedule import PlateauSchedule
 
 
 def run(errors, **kwargs):

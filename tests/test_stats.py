@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 
 import tiny_images
-from keras_alexnet import convert, stats
-from keras_alexnet.input_pipeline import FEATURE_SPEC
-from keras_alexnet.preprocessing import DCT_METHOD
+from keras_alexnet.data import convert
+from keras_alexnet.data import stats
+from keras_alexnet.data.layout import FEATURE_SPEC
+from keras_alexnet.data.preprocessing import DCT_METHOD
 
 
 def random_images(n, size, seed=0):

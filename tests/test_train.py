@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
-from keras_alexnet import steps, train
+from keras_alexnet.training import steps
+from keras_alexnet.training import train
 from train_testlib import make_tiny_data, read_events, tiny_config
 
 STEPS_PER_EPOCH = 6  # 48 training images, batch 8

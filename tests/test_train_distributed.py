@@ -23,7 +23,10 @@ if mode == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import ml_collections
-from keras_alexnet import config as config_lib, model as model_lib, steps, train
+from keras_alexnet import config as config_lib
+from keras_alexnet import model as model_lib
+from keras_alexnet.training import steps
+from keras_alexnet.training import train
 
 rng = np.random.default_rng(0)
 images = rng.normal(0, 60, (6, 16, 67, 67, 3)).astype(np.float32)

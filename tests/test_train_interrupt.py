@@ -11,7 +11,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from keras_alexnet.schedule import PlateauSchedule
+from keras_alexnet.training.schedule import PlateauSchedule
 from train_testlib import REPO, make_tiny_data, read_events, start_training, tiny_config, wait_for
 
 STEPS_PER_EPOCH = 6

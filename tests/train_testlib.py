@@ -20,7 +20,8 @@ VAL_PER_CLASS = 6     # 18 images: the last eval batch of 8 is partial on purpos
 
 def make_tiny_data(out_dir, *, num_classes=NUM_CLASSES, train_per_class=TRAIN_PER_CLASS,
                    val_per_class=VAL_PER_CLASS, size=80, seed=0):
-    from keras_alexnet import convert, demo_data
+    from keras_alexnet.data import convert
+    from keras_alexnet.data import demo_data
     images = os.path.join(out_dir, "images")
     demo_data.make_demo_images(images, num_classes=num_classes, images_per_class=train_per_class,
                                val_per_class=val_per_class, image_size=size, seed=seed)
@@ -58,7 +59,7 @@ def tiny_config(data_dir, **overrides):
 RUNNER = """
 import json, sys
 import ml_collections
-from keras_alexnet import train
+from keras_alexnet.training import train
 config = ml_collections.ConfigDict(json.load(open(sys.argv[1])))
 result = train.train_and_evaluate(config, sys.argv[2])
 if len(sys.argv) > 3:

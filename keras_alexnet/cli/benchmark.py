@@ -36,12 +36,12 @@ def main(argv):
     if what == "input":
         if not FLAGS.data:
             raise app.UsageError("benchmark input needs --data=PATTERN (TFRecord shards)")
-        from keras_alexnet import input_benchmark
+        from keras_alexnet.benchmarks import input as input_benchmark
         rate = input_benchmark.input_rate(FLAGS.data, batch_size=FLAGS.batch_size,
                                           steps=FLAGS.steps, warmup=FLAGS.warmup,
                                           image_size=FLAGS.image_size)
     else:
-        from keras_alexnet import benchmark
+        from keras_alexnet.benchmarks import model as benchmark
         fn = benchmark.train_rate if what == "train" else benchmark.infer_rate
         rate = fn(batch_size=FLAGS.batch_size, precision=FLAGS.precision, steps=FLAGS.steps,
                   warmup=FLAGS.warmup, image_size=FLAGS.image_size,

@@ -33,7 +33,7 @@ flags.mark_flags_as_required(["workdir", "export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_alexnet import export
+    from keras_alexnet.serving import export
     try:
         path = export.export_from_workdir(
             _WORKDIR.value, _EXPORT_DIR.value, _CHECKPOINT.value, data_dir=_DATA_DIR.value,

@@ -38,8 +38,8 @@ def main(argv):
         raise app.UsageError("--output_dir is required")
     if not FLAGS.input_dir and not FLAGS.source.startswith("tfds:"):
         raise app.UsageError("--input_dir is required for --source " + FLAGS.source)
-    from keras_alexnet import convert
-    from keras_alexnet.sources import SourceError
+    from keras_alexnet.data import convert
+    from keras_alexnet.data.sources import SourceError
     try:
         convert.convert(FLAGS.source, FLAGS.input_dir, FLAGS.output_dir, split=FLAGS.split,
                         num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,

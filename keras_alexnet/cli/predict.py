@@ -24,7 +24,7 @@ def main(argv):
     paths = argv[1:]
     if not paths:
         raise app.UsageError("give one or more image files after the flags")
-    from keras_alexnet import predict
+    from keras_alexnet.serving import predict
     try:
         _, classify = predict.load_classifier(_SAVED_MODEL.value,
                                               "ten_crop" if _TEN_CROP.value else "serving_default")

@@ -25,7 +25,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_alexnet import config, train
+    from keras_alexnet import config
+    from keras_alexnet.training import train
     try:
         train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except (config.ConfigError, FileNotFoundError, train.NonFiniteLossError) as e:

@@ -7,7 +7,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from keras_alexnet.evaluate import resolve_saved_model
+from keras_alexnet.serving.evaluate import resolve_saved_model
 
 
 @dataclasses.dataclass

@@ -9,6 +9,7 @@ decoupled decay, outside the momentum: not the paper's rule.
 import keras
 import tensorflow as tf
 
+from keras_alexnet import evaluation
 from keras_alexnet import model as model_lib
 
 
@@ -71,22 +72,17 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
 def make_eval_step(model, strategy, *, num_classes, ten_crop):
     """A tf.function on one distributed batch; returns global (top-1 hits, top-5 hits, count).
 
-    Ten-crop batches are [B, 10, S, S, 3]: the ten softmax outputs of each image
-    are averaged, as in the paper. A replica may get an empty final batch.
+    Ten-crop batches are [B, 10, S, S, 3]. Probabilities and hits are
+    evaluation.py's, as in bin/evaluate and the export. A replica may get an
+    empty final batch.
     """
     k = min(5, num_classes)
+    del ten_crop  # the batch's rank says it
 
     def hits(images, labels):
-        if ten_crop:
-            crops = tf.shape(images)[1]
-            flat = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
-            probs = tf.nn.softmax(tf.cast(model(flat, training=False), tf.float32))
-            probs = tf.reduce_mean(tf.reshape(probs, [-1, crops, num_classes]), axis=1)
-        else:
-            probs = tf.cast(model(images, training=False), tf.float32)
-        labels = tf.cast(labels, tf.int32)
-        top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, probs, 1), tf.float32))
-        top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, probs, k), tf.float32))
+        probs = evaluation.class_probabilities(lambda x: model(x, training=False), images)
+        top1 = tf.reduce_sum(tf.cast(evaluation.top_k_hits(probs, labels, 1), tf.float32))
+        top5 = tf.reduce_sum(tf.cast(evaluation.top_k_hits(probs, labels, k), tf.float32))
         return top1, top5
 
     def step_fn(images, labels):

@@ -9,15 +9,14 @@ two see the same pixels, so their errors agree.
 import dataclasses
 import json
 import sys
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from keras_alexnet import export
-from keras_alexnet import input_pipeline
-from keras_alexnet import restore
-from keras_alexnet import stats as stats_lib
+from keras_alexnet import evaluation, progress
+from keras_alexnet.data import input_pipeline
+from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.serving import export, restore
 
 
 @dataclasses.dataclass
@@ -41,31 +40,27 @@ class Result:
 
 
 def count_errors(probabilities, labels, k=5):
-    """(top-1 errors, top-k errors) in a batch: a label outside the k highest is a top-k error."""
-    probabilities = np.asarray(probabilities)
-    labels = np.asarray(labels)
-    k = min(k, probabilities.shape[-1])
-    top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
-    top1 = int(np.sum(top[:, 0] != labels))
-    topk = int(np.sum(~np.any(top == labels[:, None], axis=1)))
-    return top1, topk
+    """(top-1 errors, top-k errors) in a batch: evaluation.top_k_hits' misses (ties are misses)."""
+    top1 = evaluation.top_k_hits(probabilities, labels, 1).numpy()
+    topk = evaluation.top_k_hits(probabilities, labels, k).numpy()
+    return int(np.sum(~top1)), int(np.sum(~topk))
 
 
 def _accumulate(batches, setting, stream):
     """Result over (probabilities, labels) batches, with a progress line every few seconds."""
     result = Result(setting, 0, 0, 0)
-    start = last = time.perf_counter()
+    # No total: counting the records first would read the whole split twice.
+    bar = progress.ProgressBar(None, title="evaluate", mode="lines" if stream else "none",
+                               every_seconds=5.0, stream=stream)
     for probabilities, labels in batches:
         top1, top5 = count_errors(probabilities, labels)
         result.num_images += len(labels)
         result.top1_errors += top1
         result.top5_errors += top5
-        if stream and time.perf_counter() - last > 5:
-            last = time.perf_counter()
-            stream.write(f"  {result.num_images} images, {result.num_images / (last - start):.1f}"
-                         f" images/s, top-1 error so far {result.top1_error:.2%}\n")
+        bar.update(result.num_images, top1_error=round(result.top1_error, 4))
     if result.num_images == 0:
         raise ValueError(f"{setting}: no examples in the data")
+    bar.update(result.num_images, final=True, top1_error=round(result.top1_error, 4))
     return result
 
 
@@ -85,11 +80,7 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
 
     @tf.function
     def probabilities(images):
-        if ten_crop:
-            flat = tf.reshape(images, [-1, run.image_size, run.image_size, 3])
-            p = tf.nn.softmax(tf.cast(model(flat, training=False), tf.float32))
-            return tf.reduce_mean(tf.reshape(p, [-1, 10, p.shape[-1]]), axis=1)
-        return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+        return evaluation.class_probabilities(lambda x: model(x, training=False), images)
 
     batches = ((probabilities(images).numpy(), labels.numpy()) for images, labels in dataset)
     return _accumulate(batches, f"checkpoint {run.checkpoint_path}, {_patches(ten_crop)}", stream)
@@ -113,7 +104,8 @@ def evaluate_saved_model(saved_model, data, *, ten_crop=False, batch_size=64, st
     metadata = json.loads(loaded.metadata_json.numpy())
     signature = loaded.signatures["ten_crop" if ten_crop else "serving_default"]
     offset = int(metadata.get("label_offset", 0))
-    dataset = tf.data.TFRecordDataset(input_pipeline.list_shards(data))
+    files = input_pipeline.list_shards(data)
+    dataset = tf.data.TFRecordDataset(files)
     dataset = dataset.map(lambda r: input_pipeline.parse_example(r, offset)).batch(batch_size)
     batches = ((signature(image_bytes=images)["probabilities"].numpy(), labels.numpy())
                for images, labels in dataset)

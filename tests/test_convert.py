@@ -12,9 +12,10 @@ import tensorflow as tf
 from PIL import Image
 
 import tiny_images
-from keras_alexnet import convert, tfrecords
-from keras_alexnet.input_pipeline import FEATURE_SPEC, load_labels
-from keras_alexnet.sources import SourceError
+from keras_alexnet.data import convert
+from keras_alexnet.data import shard_writer
+from keras_alexnet.data.layout import FEATURE_SPEC, load_labels
+from keras_alexnet.data.sources import SourceError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,7 +115,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     run(tmp_path, root, out="whole", resize=48, num_shards=4)
     whole = tmp_path / "whole"
 
-    real_convert, calls = tfrecords.convert_image, []
+    real_convert, calls = shard_writer.convert_image, []
 
     def dies_on_seventh(*args, **kwargs):
         calls.append(1)
@@ -122,7 +123,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C inside the third shard
         return real_convert(*args, **kwargs)
 
-    monkeypatch.setattr(tfrecords, "convert_image", dies_on_seventh)
+    monkeypatch.setattr(shard_writer, "convert_image", dies_on_seventh)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, root, out="cut", resize=48, num_shards=4)
     cut = tmp_path / "cut"
@@ -131,7 +132,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert not os.path.exists(cut / "stats.npz")
     mtimes = {n: os.stat(cut / n).st_mtime_ns for n in complete}
 
-    monkeypatch.setattr(tfrecords, "convert_image", real_convert)
+    monkeypatch.setattr(shard_writer, "convert_image", real_convert)
     stream = io.StringIO()
     summary = run(tmp_path, root, out="cut", resize=48, num_shards=4, stream=stream)
     assert "resuming, 2 of 4 shards complete" in stream.getvalue()

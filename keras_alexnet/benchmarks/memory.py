@@ -22,7 +22,9 @@ def train_step_memory(batch_size=128, image_size=227, precision="float32", steps
     import tensorflow as tf
 
     from keras_alexnet import config as config_lib
-    from keras_alexnet import distribute, model as model_lib, steps as steps_lib
+    from keras_alexnet.training import distribute
+    from keras_alexnet import model as model_lib
+    from keras_alexnet.training import steps as steps_lib
 
     config = config_lib.get_config()
     config.batch_size = batch_size

@@ -31,8 +31,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_alexnet import serving_preprocessing as prep
-from keras_alexnet import warmup as warmup_lib
+from keras_alexnet import evaluation
+from keras_alexnet.data import layout
+from keras_alexnet.data.preprocessing import central_crop, ten_crops
+from keras_alexnet.serving import preprocessing as prep
+from keras_alexnet.serving import warmup as warmup_lib
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_IMAGES = "predict_images"
@@ -83,12 +86,12 @@ class ServingModule(tf.Module):
     def preprocess(self, image_bytes):
         """float32 [S, S, 3]: one encoded image through the paper's evaluation preprocessing."""
         patch = prep.central_patch(image_bytes, self.resize, self.image_size, self.jpeg_quality)
-        return (patch - prep.central_crop(self.mean_image, self.image_size)) / self.std
+        return (patch - central_crop(self.mean_image, self.image_size)) / self.std
 
     def preprocess_ten_crops(self, image_bytes):
         """float32 [10, S, S, 3]: the paper's four corner and centre patches and their mirrors."""
         image = prep.scale_and_center(image_bytes, self.resize, self.jpeg_quality)
-        return prep.ten_crops(self._normalize(image), self.image_size)
+        return ten_crops(self._normalize(image), self.image_size)
 
     def _normalize(self, image):
         return (image - self.mean_image) / self.std
@@ -100,8 +103,8 @@ class ServingModule(tf.Module):
                 "class_names": tf.gather(self.class_names, classes)}
 
     def _probabilities(self, images):
-        # Softmax in float32 whatever the model computed in.
-        return tf.nn.softmax(tf.cast(self.model(images, training=False), tf.float32), axis=-1)
+        """Softmax in float32 of [B, S, S, 3], or averaged over the crops of [B, 10, S, S, 3]."""
+        return evaluation.class_probabilities(lambda x: self.model(x, training=False), images)
 
     def _preprocess_bytes(self, image_bytes):
         size = self.image_size
@@ -118,9 +121,7 @@ class ServingModule(tf.Module):
         size = self.image_size
         crops = tf.map_fn(self.preprocess_ten_crops, image_bytes,
                           fn_output_signature=tf.TensorSpec([10, size, size, 3], tf.float32))
-        probabilities = self._probabilities(tf.reshape(crops, [-1, size, size, 3]))
-        probabilities = tf.reshape(probabilities, [-1, 10, probabilities.shape[-1]])
-        return self._outputs(tf.reduce_mean(probabilities, axis=1))
+        return self._outputs(self._probabilities(crops))
 
 
 def list_versions(export_dir):
@@ -197,7 +198,7 @@ def read_tfrecord_images(pattern, limit):
     files = sorted(tf.io.gfile.glob(pattern))
     if not files or limit <= 0:
         return []
-    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
+    spec = {"image/encoded": layout.FEATURE_SPEC["image/encoded"]}
     dataset = tf.data.TFRecordDataset(files[:1]).take(limit)
     return [tf.io.parse_single_example(r, spec)["image/encoded"].numpy() for r in dataset]
 
@@ -211,12 +212,12 @@ def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name
                 "signatures": [SERVING_DEFAULT, PREDICT_IMAGES, TEN_CROP]}
     module = ServingModule(run.model, run.mean_image, run.synsets, run.class_names,
                            std=run.std, metadata=metadata, jpeg_quality=run.jpeg_quality)
-    warmup = read_tfrecord_images(os.path.join(run.data_dir, "validation-*"), num_warmup_images)
-    labels = "".join(f"{i}\t{s}\t{n}\n" for i, (s, n) in enumerate(zip(run.synsets,
-                                                                       run.class_names)))
+    warmup = read_tfrecord_images(layout.shard_pattern(run.data_dir, "validation"),
+                                  num_warmup_images)
+    labels = layout.labels_text(zip(run.synsets, run.class_names))
     model_name = model_name or os.path.basename(os.path.normpath(export_dir))
     path = save(module, export_dir, version=version, warmup_images=warmup, model_name=model_name,
-                extra_files={"labels.txt": labels,
+                extra_files={layout.LABELS_FILENAME: labels,
                              "metadata.json": json.dumps(metadata, indent=2, sort_keys=True)})
     logging.info("exported %s (checkpoint %s)", path, run.checkpoint_path)
     return path
@@ -224,7 +225,7 @@ def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name
 
 def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None, **kwargs):
     """Restores WORKDIR's checkpoint and exports it; returns the new version's path."""
-    from keras_alexnet import restore  # keras_alexnet's model code: export time only
+    from keras_alexnet.serving import restore  # keras_alexnet's model code: export time only
 
     return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir), export_dir,
                       **kwargs)

@@ -38,8 +38,8 @@ flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
 
 def random_export(export_dir, seed=0):
     """Exports a randomly initialised paper AlexNet (227 px, 1000 classes); returns (path, model)."""
-    from keras_alexnet import export
-    from keras_alexnet import restore
+    from keras_alexnet.serving import export
+    from keras_alexnet.serving import restore
 
     kwargs = dict(num_classes=1000, image_size=227, seed=seed)
     model = restore.build_model(kwargs)
@@ -110,8 +110,8 @@ def measure(saved_model, model, image_bytes, *, requests=60, batches=3, batch_si
 
 def main(argv):
     del argv
-    from keras_alexnet import evaluate
-    from keras_alexnet import restore
+    from keras_alexnet.serving import evaluate
+    from keras_alexnet.serving import restore
 
     files = sorted(glob.glob(FLAGS.images))[:: max(1, len(glob.glob(FLAGS.images)) //
                                                    max(FLAGS.num_images, 1))][:FLAGS.num_images]

@@ -98,9 +98,9 @@ def make_demo_tfrecords(data_dir, *, num_classes=10, images_per_class=200, image
     num_workers=1 converts in this process: a few thousand small images take
     seconds, less than starting worker processes that each import TensorFlow.
     """
-    from keras_alexnet import convert
-    if os.path.exists(os.path.join(data_dir, "stats.npz")) and \
-            _complete(os.path.join(data_dir, convert.MANIFEST)):
+    from keras_alexnet.data import convert, layout
+    if os.path.exists(os.path.join(data_dir, layout.STATS_FILENAME)) and \
+            layout.splits_complete(data_dir, ("train", "validation")):
         return data_dir
     tmp = tempfile.mkdtemp(prefix="alexnet-demo-images-")
     try:
@@ -113,11 +113,3 @@ def make_demo_tfrecords(data_dir, *, num_classes=10, images_per_class=200, image
         shutil.rmtree(tmp, ignore_errors=True)
     return data_dir
 
-
-def _complete(manifest_path):
-    import json
-    if not os.path.exists(manifest_path):
-        return False
-    with open(manifest_path) as f:
-        splits = json.load(f).get("splits", {})
-    return all(splits.get(s, {}).get("complete") for s in ("train", "validation"))

@@ -1,4 +1,4 @@
-"""What training shows and records: a progress bar, metrics.jsonl and TensorBoard summaries.
+"""What training records: metrics.jsonl and TensorBoard summaries (the progress bar is progress.py).
 
 TensorBoard summaries are written with the core `tf.summary.write` op and the
 scalars/images plugin names, because `tf.summary.scalar`/`image` need the
@@ -12,59 +12,11 @@ without TensorBoard. Non-chief workers get a Reporter over a temporary folder.
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
-
-
-def _duration(seconds):
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class ProgressBar:
-    """One epoch's bar: step/total, loss, accuracy, images/s, ETA.
-
-    mode 'bar' redraws one line (terminals), 'lines' prints a line every
-    `every` steps (log files, CI), 'none' is silent.
-    """
-
-    def __init__(self, total, *, title="", mode="auto", every=50, stream=None):
-        self.stream = stream or sys.stderr
-        if mode == "auto":
-            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
-        self.total, self.title, self.mode, self.every = total, title, mode, every
-        self.start = time.time()
-        self.done_at_start = None
-
-    def update(self, done, **values):
-        if self.mode == "none":
-            return
-        if self.done_at_start is None:
-            self.done_at_start, self.start = done, time.time()
-        final = done >= self.total
-        if self.mode == "lines" and not final and done % self.every:
-            return
-        elapsed = time.time() - self.start
-        rate = (done - self.done_at_start) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else math.inf
-        width = 25
-        filled = int(width * min(done, self.total) / max(self.total, 1))
-        bar = "=" * filled + (">" if filled < width else "") + "." * max(0, width - filled - 1)
-        parts = [f"{self.title} {done}/{self.total} [{bar}]"]
-        parts += [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()]
-        parts.append(f"ETA {_duration(eta)}" if not final else f"took {_duration(elapsed)}")
-        line = "  ".join(parts)
-        if self.mode == "bar":
-            self.stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 def kernel_grid(kernel):

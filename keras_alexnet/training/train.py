@@ -1,18 +1,15 @@
 """train_and_evaluate(config, workdir): the paper's training, on any tf.distribute strategy.
 
 One custom loop for every strategy (Keras 3's model.fit breaks under
-MultiWorkerMirroredStrategy, keras-team/keras#20585). Workdir layout:
-
-    WORKDIR/config.json      the run's config; a different config is refused
-    WORKDIR/checkpoints/     every checkpoint.every_steps steps and every epoch
-    WORKDIR/best/            the checkpoint with the best validation top-1 error
-    WORKDIR/metrics.jsonl    one JSON object per event
-    WORKDIR/tensorboard/     the same scalars, and the conv1 kernels as an image
+MultiWorkerMirroredStrategy, keras-team/keras#20585). The workdir's layout is
+workdir.py's; the data and the config are checked before any model is built or
+anything is written, each failure naming the config field or file at fault.
 
 Checkpoints hold model, optimizer (momentum slots), step, epoch, the plateau
 schedule and the best error. Re-running the same command resumes and ends at
 the same step and epoch as an uninterrupted run; SIGTERM saves and returns.
 """
+import glob
 import os
 import signal
 import time
@@ -22,10 +19,12 @@ import tensorflow as tf
 from absl import logging
 
 from keras_alexnet import config as config_lib
-from keras_alexnet import distribute, reporting, run_setup, steps
 from keras_alexnet import model as model_lib
+from keras_alexnet import progress
 from keras_alexnet.config import ConfigError
-from keras_alexnet.schedule import PlateauSchedule
+from keras_alexnet.data import layout
+from keras_alexnet.training import distribute, reporting, steps, workdir as workdir_lib
+from keras_alexnet.training.schedule import PlateauSchedule
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -33,14 +32,14 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _make_datasets(config, strategy, stats, *, train_seed):
-    from keras_alexnet import input_pipeline
+    from keras_alexnet.data import input_pipeline
     data_dir, cfg = config.input.data_dir, config.input
     common = dict(stats=stats, image_size=config.model.image_size, label_offset=cfg.label_offset,
                   normalization=cfg.normalization)
 
     def train_fn(ctx):
         return input_pipeline.make_dataset(
-            run_setup.shard_pattern(data_dir, cfg.train_split),
+            layout.shard_pattern(data_dir, cfg.train_split),
             ctx.get_per_replica_batch_size(config.batch_size), True, input_context=ctx,
             seed=train_seed, crop=cfg.crop, shuffle_buffer=cfg.shuffle_buffer,
             lighting_std=cfg.lighting_std, **common)
@@ -53,11 +52,46 @@ def _make_datasets(config, strategy, stats, *, train_seed):
 
         def fn(ctx):
             return input_pipeline.make_dataset(
-                run_setup.shard_pattern(data_dir, split), ctx.get_per_replica_batch_size(batch),
+                layout.shard_pattern(data_dir, split), ctx.get_per_replica_batch_size(batch),
                 False, input_context=ctx, ten_crop=ten_crop, repeat=False, **common)
         return lambda: strategy.distribute_datasets_from_function(fn)
 
     return strategy.distribute_datasets_from_function(train_fn), eval_fn
+
+
+def check_data(config):
+    """Shards, labels and statistics exist and agree with config.model/config.input."""
+    from keras_alexnet.data import stats as stats_lib
+    data_dir = config.input.data_dir
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"config.input.data_dir: no such folder {data_dir!r}")
+    for field in ("train_split", "eval_split", "test_split"):
+        split = config.input[field]
+        pattern = layout.shard_pattern(data_dir, split)
+        if split and not glob.glob(pattern):
+            raise FileNotFoundError(f"config.input.{field}={split!r}: no TFRecord shards {pattern}")
+    labels_path = os.path.join(data_dir, layout.LABELS_FILENAME)
+    if os.path.exists(labels_path):
+        num_labels = len(layout.load_labels(labels_path))
+        if num_labels != config.model.num_classes:
+            raise ConfigError(f"config.model.num_classes={config.model.num_classes} does not match "
+                              f"the {num_labels} classes in {labels_path}")
+    stats_path = os.path.join(data_dir, layout.STATS_FILENAME)
+    stats = stats_lib.load_stats(stats_path) if os.path.exists(stats_path) else None
+    if stats is None and config.input.normalization == "mean_image":
+        raise FileNotFoundError(f"config.input.normalization='mean_image' needs {stats_path}")
+    if stats is not None and stats.mean_image.shape[0] < config.model.image_size:
+        raise ConfigError(f"config.model.image_size={config.model.image_size} is larger than the "
+                          f"stored images ({stats.mean_image.shape[0]} px, {stats_path})")
+    return stats
+
+
+def num_train_examples(config, stats):
+    if config.input.num_train_examples > 0:
+        return config.input.num_train_examples
+    if stats is None:
+        raise ConfigError("config.input.num_train_examples must be set: no stats.npz to read it from")
+    return int(stats.num_images)
 
 
 def _check_batch(config, strategy):
@@ -78,10 +112,10 @@ def _resolve_data(config, workdir):
         return config
     if config.distribution.strategy == "multi_worker":
         raise ConfigError("config.input.data_dir: must be set for multi_worker (the demo data is local)")
-    from keras_alexnet import demo_data
+    from keras_alexnet.data import demo_data
     config = config.copy_and_resolve_references()
     config.input.data_dir = demo_data.make_demo_tfrecords(
-        os.path.join(workdir, "demo_data"), num_classes=config.model.num_classes,
+        workdir_lib.demo_data_dir(workdir), num_classes=config.model.num_classes,
         images_per_class=config.input.demo_images_per_class or 200,
         image_size=config.input.demo_image_size or 96, seed=config.seed)
     return config
@@ -118,13 +152,13 @@ def train_and_evaluate(config, workdir):
     strategy = distribute.make_strategy(config)
     chief = distribute.is_chief(strategy)
     _check_batch(config, strategy)
-    stats = run_setup.check_data(config)
+    stats = check_data(config)
     if chief:
-        run_setup.check_workdir(config, workdir)
-        run_setup.write_config(config, workdir)
+        workdir_lib.check_workdir(config, workdir)
+        workdir_lib.write_config(config, workdir)
     precision = distribute.set_precision(config.precision)
     reporter = reporting.Reporter(distribute.write_dir(workdir, chief))
-    steps_per_epoch = run_setup.num_train_examples(config, stats) // config.batch_size
+    steps_per_epoch = num_train_examples(config, stats) // config.batch_size
     if steps_per_epoch < 1:
         raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training set")
 
@@ -138,11 +172,11 @@ def train_and_evaluate(config, workdir):
     schedule = PlateauSchedule(config.optimizer.learning_rate, **config.schedule)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, epoch=epoch,
                                schedule=schedule, best_error=best_error)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt_dir = workdir_lib.checkpoints_dir(workdir)
     manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(ckpt_dir, chief),
                                          max_to_keep=config.checkpoint.max_to_keep)
     best_manager = tf.train.CheckpointManager(
-        ckpt, distribute.write_dir(os.path.join(workdir, "best"), chief), max_to_keep=1)
+        ckpt, distribute.write_dir(workdir_lib.best_dir(workdir), chief), max_to_keep=1)
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest:
         ckpt.restore(latest).assert_existing_objects_matched()
@@ -168,8 +202,9 @@ def train_and_evaluate(config, workdir):
     with _Stopper() as stopper:
         while int(epoch) < config.num_epochs:
             ep = int(epoch)
-            bar = reporting.ProgressBar(steps_per_epoch, title=f"epoch {ep + 1}/{config.num_epochs}",
-                                        mode=config.progress, every=config.log_every_steps)
+            bar = progress.ProgressBar(steps_per_epoch, title=f"epoch {ep + 1}/{config.num_epochs}",
+                                       unit="step", mode=config.progress,
+                                       every_steps=config.log_every_steps, skip_first=True)
             window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
             while int(step) < (ep + 1) * steps_per_epoch:
                 loss, correct, stop = train_step(train_iter, tf.constant(float(stopper.requested)))

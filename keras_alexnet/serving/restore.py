@@ -1,23 +1,20 @@
 """A trained run, back from its workdir: the model with restored weights, its labels and statistics.
 
-Reads the layout the trainer writes (WORKDIR/config.json, WORKDIR/best/,
-WORKDIR/checkpoints/) and the data folder the config names (labels.txt,
-stats.npz). Used by bin/export and bin/evaluate.
+Reads the workdir the trainer writes (training/workdir.py: config.json, best/,
+checkpoints/) and the data folder the config names (data/layout.py: labels.txt,
+stats.npz, dataset.json). Used by bin/export and bin/evaluate.
 """
 import dataclasses
-import json
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_alexnet import input_pipeline
 from keras_alexnet import model as model_lib
-from keras_alexnet import stats as stats_lib
-
-LABELS_FILENAME = input_pipeline.LABELS_FILENAME
-MANIFEST_FILENAME = "dataset.json"  # make_tfrecords' settings: resize, quality
+from keras_alexnet.data import layout
+from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.training import workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -37,34 +34,6 @@ class RestoredRun:
     @property
     def image_size(self):
         return int(self.model.input_shape[1])
-
-
-def load_config(workdir):
-    path = os.path.join(workdir, "config.json")
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: no config.json; is {workdir} a training workdir?")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def checkpoint_path(workdir, checkpoint="best"):
-    """The checkpoint prefix for 'best', 'latest', a checkpoint folder or a prefix path."""
-    if checkpoint in ("best", "latest"):
-        folder = os.path.join(workdir, "best" if checkpoint == "best" else "checkpoints")
-        path = tf.train.latest_checkpoint(folder)
-        if path is None:
-            hint = " (try --checkpoint=latest)" if checkpoint == "best" else ""
-            raise FileNotFoundError(f"no checkpoint in {folder}{hint}")
-        return path
-    if tf.io.gfile.isdir(checkpoint):
-        path = tf.train.latest_checkpoint(checkpoint)
-        if path is None:
-            raise FileNotFoundError(f"--checkpoint={checkpoint}: no checkpoint in this folder")
-        return path
-    if not tf.io.gfile.exists(checkpoint + ".index"):
-        raise FileNotFoundError(f"--checkpoint={checkpoint}: neither 'best', 'latest', a folder "
-                                "nor a checkpoint prefix (no .index file)")
-    return checkpoint
 
 
 def build_model(model_kwargs):
@@ -109,31 +78,22 @@ def normalization_arrays(stats, normalization):
 
 def restore_run(workdir, checkpoint="best", *, data_dir=None):
     """Everything an export or an evaluation needs from a training workdir."""
-    config = load_config(workdir)
+    config = workdir_lib.read_config(workdir)
     input_config = config.get("input", {})
     # An empty data_dir means the trainer generated the demo dataset inside the workdir.
-    data_dir = data_dir or input_config.get("data_dir") or os.path.join(workdir, "demo_data")
-    labels = input_pipeline.load_labels(data_dir)
+    data_dir = data_dir or input_config.get("data_dir") or workdir_lib.demo_data_dir(workdir)
+    labels = layout.load_labels(data_dir)
     num_classes = config["model"]["num_classes"]
     if len(labels) != num_classes:
-        raise ValueError(f"{os.path.join(data_dir, LABELS_FILENAME)} has {len(labels)} classes, "
+        raise ValueError(f"{os.path.join(data_dir, layout.LABELS_FILENAME)} has {len(labels)} classes, "
                          f"config.model.num_classes is {num_classes}")
     normalization = input_config.get("normalization", "mean_image")
     mean, std = normalization_arrays(stats_lib.load_stats(data_dir), normalization)
-    manifest = read_manifest(data_dir)
-    quality = int(manifest.get("quality", 90)) if manifest.get("resize", 1) else 0
-    path = checkpoint_path(workdir, checkpoint)
+    quality = layout.writer_jpeg_quality(layout.read_manifest(data_dir))
+    path = workdir_lib.checkpoint_path(workdir, checkpoint)
     model = restore_model(build_model(config["model"]), path)
     return RestoredRun(model=model, config=config, checkpoint_path=path, data_dir=data_dir,
                        synsets=[s for s, _ in labels], class_names=[n for _, n in labels],
                        mean_image=mean, std=std, label_offset=int(input_config.get("label_offset", 0)),
                        normalization=normalization, jpeg_quality=quality)
 
-
-def read_manifest(data_dir):
-    """make_tfrecords' dataset.json ({} for TFRecords written by other tools)."""
-    path = os.path.join(data_dir, MANIFEST_FILENAME)
-    if not tf.io.gfile.exists(path):
-        return {}
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)

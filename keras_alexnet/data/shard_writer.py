@@ -1,44 +1,29 @@
-"""make_tfrecords: converts a Source (sources.py) into sharded TFRecords, statistics and a report.
+"""make_tfrecords' per-shard work: images of a Source (sources.py) -> one TFRecord shard each.
 
-Output folder (see README, "Data on disk"):
-
-    OUT/{split}-00000-of-00008 ...   TFRecord shards of tf.train.Example (input_pipeline.FEATURE_SPEC)
-    OUT/labels.txt                   "index<TAB>wnid<TAB>name", one line per class
-    OUT/stats.npz                    training statistics (stats.py), written with the train split
-    OUT/report-{split}.json / .tsv   totals, and every skipped file with its reason
-    OUT/dataset.json                 what the folder holds: a run that would mix datasets is refused
-    OUT/.parts/                      per-shard statistics and skip lists, for resuming
-
-Each worker process writes whole shards: a shard goes to a temporary name and
+The output folder's files are named and read in layout.py. Each worker process writes whole shards: a shard goes to a temporary name and
 is renamed only when complete, after its partial statistics and skip list are
 saved, so an interrupted run resumes by redoing the shards that have no final
 file, and a complete output is never overwritten by a partial one. Workers
 stream one image at a time: memory does not grow with the dataset.
 """
 import io
-import json
 import multiprocessing
 import os
 import random
 import signal
-import time
 
 import numpy as np
 from PIL import Image
 
-from keras_alexnet import stats as stats_lib
-from keras_alexnet.sources import read_items
+from keras_alexnet.data import layout
+from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.data.sources import read_items
 
-FORMAT = "keras_alexnet-tfrecords/1"
 SHUFFLE_SEED = 2012  # fixed: re-running the same command gives the same shards
 
 
 class BadImage(ValueError):
     """An input that cannot become an RGB JPEG; the message is the report's reason."""
-
-
-def shard_names(split, num_shards):
-    return [f"{split}-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
 
 
 def default_num_shards(num_examples):
@@ -105,11 +90,10 @@ def convert_image(data, resize, quality=90, stats_size=256):
 
 
 def make_example(values):
-    """A tf.train.Example with the FEATURE_SPEC keys; values maps key -> bytes/str/int."""
+    """A tf.train.Example with layout.FEATURE_SPEC's keys; values maps key -> bytes/str/int."""
     import tensorflow as tf
-    from keras_alexnet.input_pipeline import FEATURE_SPEC
     feature = {}
-    for key, spec in FEATURE_SPEC.items():
+    for key, spec in layout.FEATURE_SPEC.items():
         value = values[key]
         if spec.dtype == tf.string:
             value = value.encode() if isinstance(value, str) else value
@@ -144,8 +128,7 @@ def write_shard(task):
     out, name, classes = task["out"], task["name"], task["classes"]
     acc = stats_lib.StatsAccumulator(task["stats_size"]) if task["stats"] else None
     skipped, written = [], 0
-    tmp = os.path.join(out, f".{name}.tmp")
-    with tf.io.TFRecordWriter(tmp) as writer:
+    with layout.atomic_output(os.path.join(out, name)) as tmp, tf.io.TFRecordWriter(tmp) as writer:
         for item, data, label, error in read_items(task["items"], task["tfds"]):
             try:
                 if error:
@@ -170,29 +153,17 @@ def write_shard(task):
                 acc.add(pixels, view)
             written += 1
             _tick()
-    part = os.path.join(out, ".parts", name)
-    if acc is not None:
-        np.savez(part + ".tmp.npz", **acc.to_arrays())
-        os.replace(part + ".tmp.npz", part + ".npz")
-    _write_json(part + ".json", {"written": written, "skipped": skipped})
-    os.replace(tmp, os.path.join(out, name))  # last: the shard exists only when complete
+        # Inside the block: the shard's rename, on leaving it, comes last.
+        if acc is not None:
+            with layout.atomic_output(layout.part_path(out, name, "npz")) as part:
+                np.savez(part, **acc.to_arrays())
+        layout.write_json(layout.part_path(out, name, "json"), {"written": written, "skipped": skipped})
     return name
-
-
-def _write_json(path, obj):
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
-
-
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def is_complete(out, name):
     return (os.path.exists(os.path.join(out, name))
-            and os.path.exists(os.path.join(out, ".parts", name + ".json")))
+            and os.path.exists(layout.part_path(out, name, "json")))
 
 
 def split_into_shards(items, num_shards, shuffle):
@@ -201,35 +172,6 @@ def split_into_shards(items, num_shards, shuffle):
         random.Random(SHUFFLE_SEED).shuffle(items)
     bounds = np.linspace(0, len(items), num_shards + 1).astype(int)
     return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-class Progress:
-    """One-line progress bar on stderr: done/total, images/s, ETA."""
-
-    def __init__(self, total, stream, label):
-        self.total, self.stream, self.label = total, stream, label
-        self.start = time.perf_counter()
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.last_print = 0.0
-
-    def update(self, done, final=False):
-        now = time.perf_counter()
-        if not final and now - self.last_print < (0.5 if self.tty else 15.0):
-            return
-        self.last_print = now
-        elapsed = max(now - self.start, 1e-9)
-        rate = done / elapsed
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        frac = done / self.total if self.total else 1.0
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        eta_text = (f"{int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}"
-                    if eta == eta else "-:--:--")
-        line = (f"{self.label} [{bar}] {done}/{self.total} {100 * frac:5.1f}% "
-                f"{rate:7.1f} img/s ETA {eta_text}")
-        self.stream.write(("\r" + line) if self.tty else line + "\n")
-        if final and self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def run_tasks(tasks, num_workers, progress):

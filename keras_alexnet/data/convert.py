@@ -1,7 +1,7 @@
 """The make_tfrecords run: checks the output folder, converts the missing shards, reports.
 
-`convert(...)` is what bin/make_tfrecords calls; tfrecords.py does the per-shard
-work and sources.py finds the images. A re-run of the same command resumes;
+`convert(...)` is what bin/make_tfrecords calls; shard_writer.py does the per-shard
+work, sources.py finds the images and layout.py names and writes the files. A re-run of the same command resumes;
 a run that would mix two datasets in one folder is refused before anything is
 written.
 """
@@ -13,12 +13,10 @@ import time
 
 import numpy as np
 
-from keras_alexnet import stats as stats_lib
-from keras_alexnet import tfrecords
-from keras_alexnet.sources import SourceError, open_source
-
-MANIFEST = "dataset.json"
-LABELS = "labels.txt"
+from keras_alexnet import progress as progress_lib
+from keras_alexnet.data import layout, shard_writer
+from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.data.sources import SourceError, open_source
 
 
 class OutputError(ValueError):
@@ -27,15 +25,17 @@ class OutputError(ValueError):
 
 def _check_manifest(out, classes, settings, split, split_entry):
     """Returns the manifest to write, or raises OutputError naming what differs."""
-    path = os.path.join(out, MANIFEST)
-    if not os.path.exists(path):
-        foreign = glob.glob(os.path.join(out, "*-of-*")) + glob.glob(os.path.join(out, LABELS))
+    path = os.path.join(out, layout.MANIFEST_FILENAME)
+    manifest = layout.read_manifest(out)
+    if not manifest:
+        foreign = (glob.glob(os.path.join(out, "*-of-*"))
+                   + glob.glob(os.path.join(out, layout.LABELS_FILENAME)))
         if foreign:
             raise OutputError(f"--output_dir {out} holds {os.path.basename(foreign[0])} but no "
-                              f"{MANIFEST}: not written by make_tfrecords; choose another folder")
-        return {"format": tfrecords.FORMAT, "classes": classes, **settings, "splits": {split: split_entry}}
-    manifest = tfrecords._read_json(path)
-    if manifest.get("format") != tfrecords.FORMAT:
+                              f"{layout.MANIFEST_FILENAME}: not written by make_tfrecords; choose "
+                              "another folder")
+        return {"format": layout.FORMAT, "classes": classes, **settings, "splits": {split: split_entry}}
+    if manifest.get("format") != layout.FORMAT:
         raise OutputError(f"{path}: unknown format {manifest.get('format')!r}")
     if [c[0] for c in manifest["classes"]] != [c[0] for c in classes]:
         raise OutputError(f"--output_dir {out} holds a different dataset ({len(manifest['classes'])} "
@@ -61,29 +61,21 @@ def _check_manifest(out, classes, settings, split, split_entry):
     return manifest
 
 
-def write_labels(out, classes):
-    clean = lambda text: " ".join(str(text).split())  # noqa: E731 (no tabs or newlines inside a field)
-    text = "".join(f"{i}\t{clean(wnid)}\t{clean(name)}\n" for i, (wnid, name) in enumerate(classes))
-    with open(os.path.join(out, LABELS + ".tmp"), "w") as f:
-        f.write(text)
-    os.replace(os.path.join(out, LABELS + ".tmp"), os.path.join(out, LABELS))
-
-
 def _report(out, split, names, found, seconds, converted):
-    parts = [tfrecords._read_json(os.path.join(out, ".parts", n + ".json")) for n in names]
+    parts = [layout.read_json(layout.part_path(out, n, "json")) for n in names]
     skipped = sorted(s for p in parts for s in p["skipped"])
     written = sum(p["written"] for p in parts)
     reasons = collections.Counter(reason.split(":")[0] for _, reason in skipped)
     if written + len(skipped) != found:
         raise RuntimeError(f"{out}: found {found} != written {written} + skipped {len(skipped)}")
-    with open(os.path.join(out, f"report-{split}.tsv"), "w") as f:
-        f.write("file\treason\n")
-        f.writelines(f"{name}\t{reason}\n" for name, reason in skipped)
+    json_path, tsv_path = layout.report_paths(out, split)
+    layout.atomic_write(tsv_path, "file\treason\n" + "".join(f"{name}\t{reason}\n"
+                                                           for name, reason in skipped))
     summary = {"split": split, "found": found, "written": written, "skipped": len(skipped),
                "skipped_by_reason": dict(reasons), "num_shards": len(names),
                "converted_this_run": converted, "seconds_this_run": round(seconds, 2),
                "images_per_sec_this_run": round(converted / seconds, 1) if seconds > 0 else None}
-    tfrecords._write_json(os.path.join(out, f"report-{split}.json"), summary)
+    layout.write_json(json_path, summary)
     return summary
 
 
@@ -91,11 +83,11 @@ def merge_stats(out, names):
     """stats.npz from the shards' exact partial sums."""
     acc = None
     for name in names:
-        with np.load(os.path.join(out, ".parts", name + ".npz")) as f:
+        with np.load(layout.part_path(out, name, "npz")) as f:
             part = stats_lib.StatsAccumulator.from_arrays(f)
         acc = part if acc is None else acc.merge(part)
     stats = acc.finalize()
-    stats_lib.save(stats, os.path.join(out, stats_lib.STATS_FILENAME))
+    stats_lib.save(stats, os.path.join(out, layout.STATS_FILENAME))
     return stats
 
 
@@ -109,47 +101,47 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
         raise SourceError(f"--resize {resize}: expected 0 (keep) or a size in pixels")
     src = open_source(source, input_dir, split, tfds_data_dir, devkit_dir, class_names)
     found = len(src.items)
-    num_shards = num_shards or tfrecords.default_num_shards(found)
+    num_shards = num_shards or shard_writer.default_num_shards(found)
     if num_shards < 1:
         raise SourceError(f"--num_shards {num_shards}: must be >= 1")
     out = os.path.abspath(output_dir)
-    os.makedirs(os.path.join(out, ".parts"), exist_ok=True)
+    os.makedirs(os.path.join(out, layout.PARTS_DIR), exist_ok=True)
     classes = [list(c) for c in src.classes]
     settings = {"resize": resize, "quality": quality, "stats_size": resize or stats_size}
     entry = {"source": source, "input_dir": os.path.abspath(input_dir) if input_dir else None,
              "fingerprint": src.fingerprint, "found": found, "num_shards": num_shards,
              "complete": False}
     manifest = _check_manifest(out, classes, settings, split, entry)
-    tfrecords._write_json(os.path.join(out, MANIFEST), manifest)
+    layout.write_manifest(out, manifest)
     classes = [tuple(c) for c in manifest["classes"]]
-    write_labels(out, classes)
+    layout.write_labels(out, classes)
 
-    names = tfrecords.shard_names(split, num_shards)
-    shards = tfrecords.split_into_shards(src.items, num_shards, shuffle=split == "train" and not src.tfds)
+    names = layout.shard_names(split, num_shards)
+    shards = shard_writer.split_into_shards(src.items, num_shards, shuffle=split == "train" and not src.tfds)
     tasks = [dict(out=out, name=name, items=items, classes=classes, tfds=src.tfds, resize=resize,
                   quality=quality, stats=split == "train", stats_size=resize or stats_size)
-             for name, items in zip(names, shards) if not tfrecords.is_complete(out, name)]
+             for name, items in zip(names, shards) if not shard_writer.is_complete(out, name)]
     todo = sum(len(t["items"]) for t in tasks)
     workers = num_workers or os.cpu_count() or 1
     stream.write(f"{split}: {found} files from {input_dir or source} -> {num_shards} shards in {out}"
                  f" ({min(workers, len(tasks))} worker processes)\n")
     if todo < found:
         stream.write(f"{split}: resuming, {num_shards - len(tasks)} of {num_shards} shards complete\n")
-    progress = tfrecords.Progress(todo, stream, split)
+    progress = progress_lib.ProgressBar(todo, title=split, stream=stream, every_seconds=15.0)
     start = time.perf_counter()
     tasks = [t for t in tasks if t["items"]] + [t for t in tasks if not t["items"]]
     if tasks:
-        progress.update(tfrecords.run_tasks(tasks, workers, progress), final=True)
+        progress.update(shard_writer.run_tasks(tasks, workers, progress), final=True)
     summary = _report(out, split, names, found, time.perf_counter() - start, todo)
     if split == "train":
         stats = merge_stats(out, names)
         summary["stats"] = {"num_images": stats.num_images,
                             "eigenvalues": [round(v, 3) for v in stats.eigenvalues]}
     manifest["splits"][split]["complete"] = True
-    tfrecords._write_json(os.path.join(out, MANIFEST), manifest)
+    layout.write_manifest(out, manifest)
     stream.write(f"{split}: found {found} = written {summary['written']} + skipped "
                  f"{summary['skipped']} {summary['skipped_by_reason'] or ''} in {num_shards} shards "
                  f"-> {out} ({summary['images_per_sec_this_run']} img/s this run)\n")
     if summary["skipped"]:
-        stream.write(f"{split}: skipped files are listed in {out}/report-{split}.tsv\n")
+        stream.write(f"{split}: skipped files are listed in {layout.report_paths(out, split)[1]}\n")
     return summary

@@ -3,7 +3,7 @@
 Training reads images that make_tfrecords already scaled with Pillow (shorter
 side 256, central 256x256, re-encoded as JPEG). A served image arrives as the
 user's original file, so the export redoes that write-time step in the graph,
-step by step as tfrecords.convert_image does it:
+step by step as data/shard_writer.convert_image does it:
 
     JPEG: libjpeg's DCT-domain downscaling by 1, 2, 4 or 8 (Pillow's `draft`),
           integer-accurate IDCT (Pillow's; TensorFlow's default is the fast one)
@@ -18,7 +18,8 @@ Remaining differences are named in `scale_and_center`.
 """
 import tensorflow as tf
 
-from keras_alexnet import preprocessing
+from keras_alexnet.data import preprocessing
+from keras_alexnet.data.preprocessing import central_crop  # the input pipeline's, the one crop
 
 # make_tfrecords' Pillow filter (Image.BICUBIC) and JPEG quality.
 RESIZE_METHOD = "bicubic"
@@ -94,8 +95,8 @@ def _round_to_uint8_range(image):
     return tf.clip_by_value(tf.floor(image + 0.5), 0.0, 255.0)
 
 
-def resize_shorter_side(image, size, method=RESIZE_METHOD):
-    """float32 [h, w, 3] with integer values 0..255, shorter side `size`.
+def resize_shorter_side_pillow_bicubic(image, size, method=RESIZE_METHOD):
+    """float32 [h, w, 3] with integer values 0..255, shorter side `size`, as Pillow's bicubic gives.
 
     Two passes (width, then height) with rounding in between, as Pillow's
     resample does. An image whose shorter side already is `size` (a TFRecord
@@ -116,14 +117,6 @@ def resize_shorter_side(image, size, method=RESIZE_METHOD):
     return tf.cond(tf.equal(tf.minimum(height, width), size), lambda: tf.cast(image, tf.float32), resize)
 
 
-def central_crop(image, size):
-    """The central size x size window of [H, W, C] (offsets rounded down, as the writer)."""
-    shape = tf.shape(image)
-    top = (shape[0] - size) // 2
-    left = (shape[1] - size) // 2
-    return tf.ensure_shape(image[top:top + size, left:left + size, :], [size, size, None])
-
-
 def _is_stored(image_bytes, size):
     """Whether the bytes already are what make_tfrecords stores: a size x size JPEG."""
     def square():
@@ -135,7 +128,7 @@ def _is_stored(image_bytes, size):
 
 def _rewrite(image_bytes, size):
     """float32 [size, size, 3]: the writer's decode, resize and central square."""
-    return central_crop(resize_shorter_side(decode_rgb(image_bytes, size), size), size)
+    return central_crop(resize_shorter_side_pillow_bicubic(decode_rgb(image_bytes, size), size), size)
 
 
 def to_record(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
@@ -182,12 +175,3 @@ def _read(record):
     return tf.cast(tf.io.decode_jpeg(record, channels=3, dct_method=READER_DCT_METHOD),
                    tf.float32)
 
-
-def ten_crops(image, size):
-    """float32 [10, size, size, C]: four corners, the centre, then the same five mirrored."""
-    shape = tf.shape(image)
-    bottom, right = shape[0] - size, shape[1] - size
-    offsets = [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
-    crops = tf.stack([image[t:t + size, l:l + size, :] for t, l in offsets])
-    crops = tf.ensure_shape(crops, [5, size, size, None])
-    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)

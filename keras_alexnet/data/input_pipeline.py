@@ -1,4 +1,4 @@
-"""tf.data input: the TFRecord feature spec, labels.txt, and make_dataset.
+"""tf.data input: make_dataset over the TFRecord shards (layout.FEATURE_SPEC).
 
 make_dataset reads the shards make_tfrecords writes (or the Inception/TPU
 converters' ImageNet TFRecords, with label_offset=1) and yields batches of
@@ -8,45 +8,17 @@ import os
 
 import tensorflow as tf
 
-from keras_alexnet import preprocessing
-from keras_alexnet import stats as stats_lib
+from keras_alexnet.data import layout, preprocessing
+from keras_alexnet.data import stats as stats_lib
 
-# The keys of the Inception/TPU ImageNet converters, so their TFRecords read too.
-# Writer (tfrecords.make_example) and reader both use this one dict.
-FEATURE_SPEC = {
-    "image/encoded": tf.io.FixedLenFeature((), tf.string),
-    "image/format": tf.io.FixedLenFeature((), tf.string, default_value="JPEG"),
-    "image/class/label": tf.io.FixedLenFeature((), tf.int64),
-    "image/class/synset": tf.io.FixedLenFeature((), tf.string, default_value=""),
-    "image/class/text": tf.io.FixedLenFeature((), tf.string, default_value=""),
-    "image/height": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
-    "image/width": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
-    "image/filename": tf.io.FixedLenFeature((), tf.string, default_value=""),
-}
 # Training reads only what it needs: parsing fewer keys is measurably faster.
 READ_KEYS = ("image/encoded", "image/class/label")
-LABELS_FILENAME = "labels.txt"
 SHUFFLE_BUFFER = 10_000  # serialized examples: ~0.3 GB of 256x256 JPEGs, spans many shards
-
-
-def load_labels(path_or_dir):
-    """[(wnid, name)] in label order from labels.txt ("index<TAB>wnid<TAB>name")."""
-    path = str(path_or_dir)
-    if os.path.isdir(path):
-        path = os.path.join(path, LABELS_FILENAME)
-    labels = []
-    with open(path) as f:
-        for number, line in enumerate(f):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != 3 or fields[0] != str(number):
-                raise ValueError(f"{path}:{number + 1}: expected '{number}<TAB>wnid<TAB>name'")
-            labels.append((fields[1], fields[2]))
-    return labels
 
 
 def parse_example(serialized, label_offset=0):
     """(JPEG bytes, int32 label) of one serialized tf.train.Example."""
-    features = tf.io.parse_single_example(serialized, {k: FEATURE_SPEC[k] for k in READ_KEYS})
+    features = tf.io.parse_single_example(serialized, {k: layout.FEATURE_SPEC[k] for k in READ_KEYS})
     label = tf.cast(features["image/class/label"] - label_offset, tf.int32)
     return features["image/encoded"], label
 

@@ -63,23 +63,33 @@ def decode_canvas(image_bytes, image_size=227, paper_size=PAPER_SIZE):
 
     def resized():
         image = _decode(image_bytes)
-        return center_square(resize_shorter_side(image, side), side)
+        return central_crop(resize_shorter_side_bilinear(image, side), side)
 
     return tf.cond(direct, lambda: tf.cast(_decode(image_bytes), tf.float32), resized)
 
 
-def resize_shorter_side(image, size):
-    """Aspect-preserving bilinear resize so the shorter side is `size` (returns float32)."""
+def resize_shorter_side_bilinear(image, size):
+    """Aspect-preserving bilinear resize so the shorter side is `size` (returns float32).
+
+    For images make_tfrecords did not write (another converter's originals); the
+    export's Pillow-faithful bicubic is serving.preprocessing.resize_shorter_side_pillow_bicubic.
+    """
     hw = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = tf.cast(size, tf.float32) / tf.reduce_min(hw)
     new_hw = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), size)
     return tf.image.resize(image, new_hw, antialias=True)
 
 
-def center_square(image, size):
+def central_crop(image, size):
+    """The central size x size window of [H, W, C] (offsets rounded down, as make_tfrecords crops).
+
+    The one central crop: the input pipeline's and the export's graph's.
+    """
     shape = tf.shape(image)
     top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
-    return image[top:top + size, left:left + size]
+    crop = image[top:top + size, left:left + size, :]
+    static = tf.get_static_value(size)  # a tensor when the canvas side is data-dependent
+    return crop if static is None else tf.ensure_shape(crop, [int(static), int(static), None])
 
 
 def decode_window(image_bytes, top, left, image_size, paper_size=PAPER_SIZE):
@@ -218,13 +228,17 @@ def center_crop(image_bytes, image_size=227, mean_image=None, paper_size=PAPER_S
     return patch, mean_window(mean_image, side, top, top, image_size, image_size)
 
 
-def ten_crops(image, image_size=227):
-    """[10, S, S, 3]: four corners and the centre of a square image, then their mirror images."""
-    side = tf.shape(image)[0]
-    far, mid = side - image_size, (side - image_size) // 2
-    crops = tf.stack([image[t:t + image_size, l:l + image_size]
-                      for t, l in ((0, 0), (0, far), (far, 0), (far, far), (mid, mid))])
-    crops = tf.ensure_shape(crops, [5, image_size, image_size, 3])
+def ten_crops(image, size):
+    """[10, size, size, C]: the four corners and the centre of [H, W, C], then the same five mirrored.
+
+    The paper's ten patches: the one implementation, used by the input pipeline's
+    evaluation and by the export's ten_crop signature.
+    """
+    shape = tf.shape(image)
+    bottom, right = shape[0] - size, shape[1] - size
+    offsets = ((0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2))
+    crops = tf.stack([image[t:t + size, l:l + size, :] for t, l in offsets])
+    crops = tf.ensure_shape(crops, [5, size, size, None])
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 

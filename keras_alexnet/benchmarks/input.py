@@ -8,15 +8,15 @@ import glob
 import os
 import time
 
-from keras_alexnet import input_pipeline
-from keras_alexnet import stats as stats_lib
+from keras_alexnet.data import input_pipeline, layout
+from keras_alexnet.data import stats as stats_lib
 
 
 def _default_stats(file_pattern):
     """stats.npz beside the shards, if there is one."""
     files = sorted(glob.glob(str(file_pattern)))
     folder = os.path.dirname(files[0]) if files else None
-    if folder and os.path.exists(os.path.join(folder, stats_lib.STATS_FILENAME)):
+    if folder and os.path.exists(os.path.join(folder, layout.STATS_FILENAME)):
         return stats_lib.load_stats(folder)
     return None
 

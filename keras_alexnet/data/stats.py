@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-STATS_FILENAME = "stats.npz"
+from keras_alexnet.data import layout
 
 
 @dataclasses.dataclass
@@ -134,19 +134,18 @@ def pca(covariance):
 def save(stats, path):
     """Writes stats.npz atomically (temporary name, then rename)."""
     if os.path.isdir(path):
-        path = os.path.join(path, STATS_FILENAME)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, mean_image=stats.mean_image, covariance=stats.covariance,
-             eigenvalues=stats.eigenvalues, eigenvectors=stats.eigenvectors,
-             num_images=np.int64(stats.num_images), num_pixels=np.int64(stats.num_pixels))
-    os.replace(tmp, path)
+        path = os.path.join(path, layout.STATS_FILENAME)
+    with layout.atomic_output(path) as tmp:
+        np.savez(tmp, mean_image=stats.mean_image, covariance=stats.covariance,
+                 eigenvalues=stats.eigenvalues, eigenvectors=stats.eigenvectors,
+                 num_images=np.int64(stats.num_images), num_pixels=np.int64(stats.num_pixels))
 
 
 def load_stats(path_or_dir):
     """DatasetStats from a stats.npz file or the folder holding it."""
     path = str(path_or_dir)
     if os.path.isdir(path):
-        path = os.path.join(path, STATS_FILENAME)
+        path = os.path.join(path, layout.STATS_FILENAME)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no statistics file; make_tfrecords writes it with "
                                 "the training split")

@@ -1,0 +1,1 @@
+"""Benchmarks behind bin/benchmark: model (train, infer), input, serving and memory."""

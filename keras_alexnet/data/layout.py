@@ -1,0 +1,155 @@
+"""The data folder on disk: one home for its file names, its record format and their I/O.
+
+What bin/make_tfrecords writes and everything else reads (README, "What the output
+folder holds"):
+
+    DATA/{split}-00000-of-00008 ...   TFRecord shards of tf.train.Example with FEATURE_SPEC's keys
+    DATA/labels.txt                   "index<TAB>wnid<TAB>name", one line per class
+    DATA/stats.npz                    training statistics (stats.py reads and writes its arrays)
+    DATA/dataset.json                 the manifest: format, classes, settings, splits
+    DATA/report-{split}.json / .tsv   totals, and every skipped file with its reason
+    DATA/.parts/                      per-shard partial results, for resuming
+
+Every file is written atomically (`atomic_output`): under a hidden temporary name,
+renamed when complete, so a reader never sees half a file and an interrupted
+writer leaves the previous version (or nothing) in place.
+"""
+import contextlib
+import json
+import os
+
+import tensorflow as tf
+
+FORMAT = "keras_alexnet-tfrecords/1"  # dataset.json's "format"
+LABELS_FILENAME = "labels.txt"
+STATS_FILENAME = "stats.npz"
+MANIFEST_FILENAME = "dataset.json"
+PARTS_DIR = ".parts"
+
+# The keys of the Inception/TPU ImageNet converters, so their TFRecords read too.
+# The writer (shard_writer.make_example) and the reader (input_pipeline) both use this dict.
+FEATURE_SPEC = {
+    "image/encoded": tf.io.FixedLenFeature((), tf.string),
+    "image/format": tf.io.FixedLenFeature((), tf.string, default_value="JPEG"),
+    "image/class/label": tf.io.FixedLenFeature((), tf.int64),
+    "image/class/synset": tf.io.FixedLenFeature((), tf.string, default_value=""),
+    "image/class/text": tf.io.FixedLenFeature((), tf.string, default_value=""),
+    "image/height": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
+    "image/width": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
+    "image/filename": tf.io.FixedLenFeature((), tf.string, default_value=""),
+}
+
+
+# -- names -------------------------------------------------------------------------------------
+
+def shard_names(split, num_shards):
+    """["{split}-00000-of-NNNNN", ...]: the shard files of one split."""
+    return [f"{split}-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
+
+
+def shard_pattern(data_dir, split):
+    """The glob of a split's shards (also matches the Inception/TPU converters' names)."""
+    return os.path.join(data_dir, f"{split}-*-of-*")
+
+
+def report_paths(data_dir, split):
+    """(report-{split}.json, report-{split}.tsv)."""
+    return (os.path.join(data_dir, f"report-{split}.json"),
+            os.path.join(data_dir, f"report-{split}.tsv"))
+
+
+def part_path(data_dir, shard_name, ext):
+    """DATA/.parts/<shard>.<ext>: a shard's partial statistics (npz) or skip list (json)."""
+    return os.path.join(data_dir, PARTS_DIR, f"{shard_name}.{ext}")
+
+
+def _in(path_or_dir, filename):
+    path = str(path_or_dir)
+    return os.path.join(path, filename) if tf.io.gfile.isdir(path) else path
+
+
+# -- atomic writes -----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a hidden temporary path beside `path`; renames it to `path` if the block succeeds.
+
+    The temporary name starts with a dot (no shard glob matches it) and keeps the
+    extension (np.savez would otherwise append ".npz"). On an exception it is removed.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".{name}.tmp{os.path.splitext(name)[1]}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write(path, data):
+    """Writes str or bytes to path atomically."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+    return path
+
+
+def write_json(path, obj, indent=1):
+    return atomic_write(path, json.dumps(obj, indent=indent))
+
+
+def read_json(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+# -- labels.txt --------------------------------------------------------------------------------
+
+def labels_text(classes):
+    """labels.txt's content for [(wnid, name)] in label order (no tabs or newlines inside a field)."""
+    clean = lambda text: " ".join(str(text).split())  # noqa: E731
+    return "".join(f"{i}\t{clean(wnid)}\t{clean(name)}\n" for i, (wnid, name) in enumerate(classes))
+
+
+def write_labels(data_dir, classes):
+    return atomic_write(os.path.join(data_dir, LABELS_FILENAME), labels_text(classes))
+
+
+def load_labels(path_or_dir):
+    """[(wnid, name)] in label order from labels.txt (a file or the folder holding it)."""
+    path = _in(path_or_dir, LABELS_FILENAME)
+    labels = []
+    with tf.io.gfile.GFile(path) as f:
+        for number, line in enumerate(f):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 3 or fields[0] != str(number):
+                raise ValueError(f"{path}:{number + 1}: expected '{number}<TAB>wnid<TAB>name'")
+            labels.append((fields[1], fields[2]))
+    return labels
+
+
+# -- dataset.json ------------------------------------------------------------------------------
+
+def write_manifest(data_dir, manifest):
+    return write_json(os.path.join(data_dir, MANIFEST_FILENAME), manifest)
+
+
+def read_manifest(data_dir):
+    """make_tfrecords' dataset.json, or {} for a folder written by other tools."""
+    path = os.path.join(data_dir, MANIFEST_FILENAME)
+    if not tf.io.gfile.exists(path):
+        return {}
+    return read_json(path)
+
+
+def splits_complete(data_dir, splits):
+    """Whether the manifest records every one of `splits` as completely written."""
+    done = read_manifest(data_dir).get("splits", {})
+    return all(done.get(s, {}).get("complete") for s in splits)
+
+
+def writer_jpeg_quality(manifest):
+    """The JPEG quality make_tfrecords re-encoded with; 0 if it kept the original bytes (--resize 0)."""
+    return int(manifest.get("quality", 90)) if manifest.get("resize", 1) else 0

@@ -1,0 +1,41 @@
+"""The evaluation operations that training, bin/evaluate and the export share.
+
+The project promises that the validation error printed during training, the one
+bin/evaluate prints and the export's predictions agree; each operation has one
+implementation here so that they cannot drift apart. (The crops themselves,
+central_crop and ten_crops, are data/preprocessing.py's, imported by the export's graph.)
+"""
+import tensorflow as tf
+
+
+def class_probabilities(logits_fn, images):
+    """float32 [B, C]: the softmax of logits_fn(images), in float32 whatever the model computes in.
+
+    images [B, S, S, 3], or crops [B, N, S, S, 3] (the paper's ten patches): then
+    the N softmax outputs of each image are averaged, as in the paper.
+    """
+    if images.shape.rank != 5:
+        return tf.nn.softmax(tf.cast(logits_fn(images), tf.float32), axis=-1)
+    shape = tf.shape(images)
+    crops = images.shape[1] if images.shape[1] is not None else shape[1]
+    flat = tf.reshape(images, tf.concat([[-1], shape[2:]], 0))
+    probabilities = tf.nn.softmax(tf.cast(logits_fn(flat), tf.float32), axis=-1)
+    classes = probabilities.shape[-1] if probabilities.shape[-1] is not None \
+        else tf.shape(probabilities)[-1]
+    return tf.reduce_mean(tf.reshape(probabilities, [-1, crops, classes]), axis=1)
+
+
+def top_k_hits(scores, labels, k):
+    """bool [B]: whether each label is among the k highest of scores [B, C], ties counted as misses.
+
+    A label is a hit when fewer than k other classes score at least as high as
+    it does, i.e. when at least C - k classes score strictly lower. All-equal
+    scores (a dead network) are therefore misses, where tf.math.in_top_k would
+    count them as hits; a NaN score of the label is a miss too.
+    """
+    scores = tf.convert_to_tensor(scores)
+    labels = tf.cast(labels, tf.int32)
+    num_classes = tf.shape(scores)[-1]
+    label_scores = tf.gather(scores, labels, batch_dims=1)[:, None]
+    lower = tf.reduce_sum(tf.cast(scores < label_scores, tf.int32), axis=-1)
+    return lower >= num_classes - tf.minimum(k, num_classes)
