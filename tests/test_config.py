@@ -7,7 +7,6 @@ import pytest
 
 from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
-from keras_alexnet.training import workdir as workdir_lib
 from train_testlib import REPO
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
@@ -91,35 +90,6 @@ def test_unknown_model_key_is_refused():
     config.model.depth = 8
     with pytest.raises(config_lib.ConfigError, match=r"config\.model.*depth"):
         config_lib.validate(config)
-
-
-def test_workdir_of_another_config_is_refused(tmp_path):
-    config = config_lib.get_config()
-    config.input.data_dir = "/data"
-    assert workdir_lib.check_workdir(config, str(tmp_path)) is False
-    workdir_lib.write_config(config, str(tmp_path))
-    assert workdir_lib.check_workdir(config, str(tmp_path)) is True
-    # How long, how often to save, and where to run may change on resume...
-    config.num_epochs = 120
-    config.checkpoint.every_steps = 10
-    assert workdir_lib.check_workdir(config, str(tmp_path)) is True
-    # ... what is trained may not.
-    config.optimizer.learning_rate = 0.02
-    config.model.dropout = 0.0
-    before = (tmp_path / "config.json").read_text()
-    with pytest.raises(config_lib.ConfigError, match="different config.*model.dropout, "
-                                                     "optimizer.learning_rate"):
-        workdir_lib.check_workdir(config, str(tmp_path))
-    assert (tmp_path / "config.json").read_text() == before
-
-
-def test_checkpoints_without_config_are_refused(tmp_path):
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "checkpoint").write_text("x")
-    config = config_lib.get_config()
-    with pytest.raises(config_lib.ConfigError, match="no config.json"):
-        workdir_lib.check_workdir(config, str(tmp_path))
-
 
 
 def test_bin_train_refuses_a_bad_config_with_one_clear_line(tmp_path):
