@@ -36,8 +36,8 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest tests -q -m "not slow"
 
 benchmark: $(VENV)/.installed
-	$(PY) bin/benchmark train --batch_size 64 --precision float32
-	$(PY) bin/benchmark train --batch_size 64 --precision mixed_bfloat16
+	$(PY) bin/benchmark train --batch_size=64 --precision=float32
+	$(PY) bin/benchmark train --batch_size=64 --precision=mixed_bfloat16
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

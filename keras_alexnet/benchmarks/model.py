@@ -1,16 +1,21 @@
-"""What bin/benchmark times: training steps and inference on synthetic input.
+"""What `bin/benchmark train` and `infer` time: the training step bin/train runs, and inference.
 
-Each function returns images per second; `bin/benchmark` prints one JSON line in
-the same form as ../shared/bench/seed_reference.py so the two can be compared
-side by side.
+The train benchmark builds the paper's config (config.get_config) and times
+training/steps.make_train_step, the compiled step bin/train runs: the loss, the
+paper's weight decay inside the momentum, loss scaling under float16. Inputs are
+synthetic, mean-subtracted-looking images. Each function returns images per
+second; `bin/benchmark` prints one JSON line in the same form as
+../shared/bench/seed_reference.py so the two can be compared side by side.
 """
+import contextlib
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
+from keras_alexnet.training import distribute, steps as steps_lib
 
 
 def _timed(fn, steps, warmup):
@@ -24,44 +29,56 @@ def _timed(fn, steps, warmup):
     return time.perf_counter() - start
 
 
-def _synthetic_batch(batch_size, image_size, num_classes):
+def synthetic_batch(batch_size, image_size, num_classes):
     rng = np.random.default_rng(0)
-    images = tf.constant(rng.normal(0, 50, (batch_size, image_size, image_size, 3)), tf.float32)
-    labels = tf.constant(rng.integers(0, num_classes, batch_size), tf.int32)
+    images = rng.normal(0, 50, (batch_size, image_size, image_size, 3)).astype(np.float32)
+    labels = rng.integers(0, num_classes, batch_size).astype(np.int32)
     return images, labels
+
+
+@contextlib.contextmanager
+def precision_policy(precision):
+    """The Keras policy bin/train would set (distribute.set_precision), reset to float32 after."""
+    try:
+        yield distribute.set_precision(precision)
+    finally:
+        distribute.set_precision("float32")
+
+
+def paper_train_step(batch_size=128, image_size=227, num_classes=1000, precision="float32"):
+    """(model, train_step, iterator) as bin/train builds them for the paper's config.
+
+    Call under precision_policy(precision). train_step(iterator, stop) returns the
+    global (loss, correct, stop), exactly as in training/train.py.
+    """
+    config = config_lib.get_config()
+    config.batch_size = batch_size
+    config.model.update(image_size=image_size, num_classes=num_classes)
+    strategy = tf.distribute.get_strategy()
+    model = model_lib.build_alexnet(**config.model)
+    optimizer = steps_lib.make_optimizer(config, precision)
+    optimizer.build(model.trainable_variables)
+    images, labels = synthetic_batch(batch_size, image_size, num_classes)
+    iterator = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
+    train_step = steps_lib.make_train_step(model, optimizer, strategy, global_batch_size=batch_size,
+                                           weight_decay=config.optimizer.weight_decay)
+    return model, train_step, iterator
 
 
 def train_rate(batch_size=64, precision="float32", steps=5, warmup=2, image_size=227,
                num_classes=1000):
-    """Images/s of full training steps: forward, backward, SGD momentum update."""
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        model = model_lib.build_alexnet(num_classes, image_size)
-        optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        images, labels = _synthetic_batch(batch_size, image_size, num_classes)
-
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                loss = loss_fn(labels, model(images, training=True))
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-
-        return steps * batch_size / _timed(step, steps, warmup)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    """Images/s of bin/train's step: forward, loss + weight decay, backward, momentum update."""
+    with precision_policy(precision) as policy:
+        _, train_step, iterator = paper_train_step(batch_size, image_size, num_classes, policy)
+        stop = tf.constant(0.0)
+        return steps * batch_size / _timed(lambda: train_step(iterator, stop)[0], steps, warmup)
 
 
 def infer_rate(batch_size=64, precision="float32", steps=5, warmup=2, image_size=227,
                num_classes=1000):
     """Images/s of the forward pass in inference mode."""
-    keras.mixed_precision.set_global_policy(precision)
-    try:
+    with precision_policy(precision):
         model = model_lib.build_alexnet(num_classes, image_size)
-        images, _ = _synthetic_batch(batch_size, image_size, num_classes)
+        images = tf.constant(synthetic_batch(batch_size, image_size, num_classes)[0])
         forward = tf.function(lambda: model(images, training=False))
         return steps * batch_size / _timed(forward, steps, warmup)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")

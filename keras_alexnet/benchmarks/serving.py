@@ -1,8 +1,8 @@
-"""Serving speed of an export, from JPEG bytes, next to in-process Keras predict on the same images.
+"""What `bin/benchmark serve` times: an export, from JPEG bytes, next to in-process Keras predict.
 
-    python -m keras_alexnet.serving_benchmark --saved_model=/tmp/alexnet-bench \
-        --images='../shared/data/imagenette/val/*/*.JPEG'
+    bin/benchmark serve --saved_model=runs/bench/models/alexnet --images='DATA/val/*/*.JPEG'
 
+Without --images, two synthetic pictures (export.synthetic_images) are used.
 If --saved_model holds no version yet, a full-size (227 px, 1000 classes)
 randomly initialised AlexNet is exported there first; speed does not depend on
 the weights. Measured, alternating the systems round by round so both see the
@@ -23,17 +23,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("saved_model", None, "Model base path or SavedModel; a random full-size "
-                    "model is exported there if it holds no version.")
-flags.DEFINE_string("images", "../shared/data/imagenette/val/*/*.JPEG", "JPEG files (glob).")
-flags.DEFINE_integer("num_images", 64, "Distinct images used (cycled).")
-flags.DEFINE_integer("requests", 60, "Batch-1 requests per system per round.")
-flags.DEFINE_integer("batches", 3, "Batches per system per round for throughput.")
-flags.DEFINE_integer("batch_size", 32, "Batch size for throughput.")
-flags.DEFINE_integer("rounds", 3, "Alternating rounds.")
+from absl import logging
 
 
 def random_export(export_dir, seed=0):
@@ -108,32 +98,36 @@ def measure(saved_model, model, image_bytes, *, requests=60, batches=3, batch_si
             for name in systems}
 
 
-def main(argv):
-    del argv
-    from keras_alexnet.serving import evaluate
-    from keras_alexnet.serving import restore
-
-    files = sorted(glob.glob(FLAGS.images))[:: max(1, len(glob.glob(FLAGS.images)) //
-                                                   max(FLAGS.num_images, 1))][:FLAGS.num_images]
+def read_images(pattern, num_images):
+    """Up to num_images files matching pattern, spread over the sorted list; synthetic if no pattern."""
+    from keras_alexnet.serving import export
+    if not pattern:
+        return export.synthetic_images()
+    files = sorted(glob.glob(pattern))
     if not files:
-        raise app.UsageError(f"--images={FLAGS.images}: no files")
-    image_bytes = [open(f, "rb").read() for f in files]
+        raise FileNotFoundError(f"--images={pattern}: no files")
+    files = files[::max(1, len(files) // max(num_images, 1))][:num_images]
+    images = []
+    for path in files:
+        with open(path, "rb") as f:
+            images.append(f.read())
+    return images
+
+
+def serving_benchmark(saved_model, images, *, requests=60, batches=3, batch_size=32, rounds=3):
+    """measure() on an export (a random full-size one is exported first if there is none)."""
+    from keras_alexnet.serving import evaluate, restore
     model = None
     try:
-        path = evaluate.resolve_saved_model(FLAGS.saved_model)
+        path = evaluate.resolve_saved_model(saved_model)
     except FileNotFoundError:
-        logging.info("exporting a random full-size AlexNet to %s", FLAGS.saved_model)
-        path, model = random_export(FLAGS.saved_model)
+        logging.warning("exporting a random full-size AlexNet to %s", saved_model)
+        path, model = random_export(saved_model)
     if model is None:  # same architecture, own random weights: the speed is the same
         config = json.loads(tf.saved_model.load(path).metadata_json.numpy())["config"]
         model = restore.build_model(config["model"])
-    result = measure(path, model, image_bytes, requests=FLAGS.requests, batches=FLAGS.batches,
-                     batch_size=FLAGS.batch_size, rounds=FLAGS.rounds)
-    print(json.dumps({"saved_model": path, "images": len(files), "batch_size": FLAGS.batch_size,
-                      "threads": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
-                      "tensorflow": tf.__version__, "results": result}))
-
-
-if __name__ == "__main__":
-    flags.mark_flag_as_required("saved_model")
-    app.run(main)
+    result = measure(path, model, images, requests=requests, batches=batches,
+                     batch_size=batch_size, rounds=rounds)
+    return {"saved_model": path, "images": len(images), "batch_size": batch_size,
+            "threads": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
+            "tensorflow": tf.__version__, "results": result}

@@ -1,30 +1,54 @@
-"""bin/benchmark: training, inference or input-pipeline throughput, as one JSON line.
+"""bin/benchmark: training, inference, input, serving or memory figures, as one JSON line.
 
-    bin/benchmark train --batch_size 64 --precision float32
-    bin/benchmark infer --batch_size 64 --precision mixed_bfloat16
-    bin/benchmark input --data '/data/imagenet/train-*' --batch_size 64
+    bin/benchmark train --batch_size=64 --precision=float32
+    bin/benchmark infer --batch_size=64 --precision=mixed_bfloat16
+    bin/benchmark input --data='DATA/train-*' --batch_size=64
+    bin/benchmark serve --saved_model=runs/bench/models/alexnet [--images='DIR/*/*.JPEG'] --batch_size=32
+    bin/benchmark memory --batch_size=128 --steps=3
 
-The line has the same keys as ../shared/bench/seed_reference.py prints, so the
-two can be run alternately and their ratio quoted.
+train times the step bin/train runs (loss, the paper's weight decay, momentum);
+train, infer and input print the same keys as ../shared/bench/seed_reference.py,
+so the two can be run alternately and their ratio quoted. serve exports a random
+full-size model to --saved_model first if it holds no version.
 """
 import json
 import os
+import sys
 
 from absl import app, flags
 
 from keras_alexnet.cli import run_app
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch_size", 64, "Images per step.")
+flags.DEFINE_integer("batch_size", 64, "Images per step (serve: per throughput batch).")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras mixed-precision policy.")
-flags.DEFINE_integer("steps", 5, "Timed steps.")
+                  "Keras mixed-precision policy (train, infer, memory).")
+flags.DEFINE_integer("steps", 5, "Timed steps (serve: batches per system per round).")
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, allocation).")
 flags.DEFINE_integer("image_size", 227, "Input side in pixels.")
 flags.DEFINE_integer("num_classes", 1000, "Size of fc8.")
-flags.DEFINE_string("data", None, "For `input`: TFRecord file pattern (training split).")
+flags.DEFINE_string("data", None, "input: TFRecord file pattern (training split).")
+flags.DEFINE_string("saved_model", None, "serve: model base path or SavedModel.")
+flags.DEFINE_string("images", None, "serve: image files (glob); default: synthetic pictures.")
+flags.DEFINE_integer("num_images", 64, "serve: distinct images used (cycled).")
+flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per round.")
+flags.DEFINE_integer("rounds", 3, "serve: alternating rounds.")
 
-WHAT = ("train", "infer", "input")
+WHAT = ("train", "infer", "input", "serve", "memory")
+
+
+def _rate(what):
+    if what == "input":
+        if not FLAGS.data:
+            raise app.UsageError("benchmark input needs --data=PATTERN (TFRecord shards)")
+        from keras_alexnet.benchmarks import input as input_benchmark
+        return input_benchmark.input_rate(FLAGS.data, batch_size=FLAGS.batch_size,
+                                          steps=FLAGS.steps, warmup=FLAGS.warmup,
+                                          image_size=FLAGS.image_size)
+    from keras_alexnet.benchmarks import model as model_benchmark
+    fn = model_benchmark.train_rate if what == "train" else model_benchmark.infer_rate
+    return fn(batch_size=FLAGS.batch_size, precision=FLAGS.precision, steps=FLAGS.steps,
+              warmup=FLAGS.warmup, image_size=FLAGS.image_size, num_classes=FLAGS.num_classes)
 
 
 def main(argv):
@@ -33,19 +57,26 @@ def main(argv):
     what = argv[1]
     import tensorflow as tf  # after flag parsing: --help stays fast
 
-    if what == "input":
-        if not FLAGS.data:
-            raise app.UsageError("benchmark input needs --data=PATTERN (TFRecord shards)")
-        from keras_alexnet.benchmarks import input as input_benchmark
-        rate = input_benchmark.input_rate(FLAGS.data, batch_size=FLAGS.batch_size,
-                                          steps=FLAGS.steps, warmup=FLAGS.warmup,
-                                          image_size=FLAGS.image_size)
-    else:
-        from keras_alexnet.benchmarks import model as benchmark
-        fn = benchmark.train_rate if what == "train" else benchmark.infer_rate
-        rate = fn(batch_size=FLAGS.batch_size, precision=FLAGS.precision, steps=FLAGS.steps,
-                  warmup=FLAGS.warmup, image_size=FLAGS.image_size,
-                  num_classes=FLAGS.num_classes)
+    if what == "serve":
+        if not FLAGS.saved_model:
+            raise app.UsageError("benchmark serve needs --saved_model=PATH (a random model is "
+                                 "exported there if it holds none)")
+        from keras_alexnet.benchmarks import serving
+        try:
+            images = serving.read_images(FLAGS.images, FLAGS.num_images)
+        except FileNotFoundError as e:
+            sys.stderr.write(f"bin/benchmark: error: {e}\n")
+            sys.exit(1)
+        print(json.dumps({"system": "keras_alexnet", "what": what, **serving.serving_benchmark(
+            FLAGS.saved_model, images, requests=FLAGS.requests, batches=FLAGS.steps,
+            batch_size=FLAGS.batch_size, rounds=FLAGS.rounds)}))
+        return
+    if what == "memory":
+        from keras_alexnet.benchmarks import memory
+        print(json.dumps({"system": "keras_alexnet", "what": what, **memory.train_step_memory(
+            FLAGS.batch_size, FLAGS.image_size, FLAGS.precision, FLAGS.steps, FLAGS.num_classes)}))
+        return
+    rate = _rate(what)
     print(json.dumps({"system": "keras_alexnet", "what": what, "batch_size": FLAGS.batch_size,
                       "precision": FLAGS.precision, "image_size": FLAGS.image_size,
                       "threads": os.cpu_count(), "tensorflow": tf.__version__,

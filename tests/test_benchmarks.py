@@ -1,0 +1,57 @@
+"""bin/benchmark: the train benchmark times bin/train's step; every benchmark answers one JSON line."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_alexnet.benchmarks import memory
+from keras_alexnet.benchmarks import model as model_benchmark
+from keras_alexnet.training import steps
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(image_size=67, num_classes=5)
+
+
+def test_train_benchmark_times_the_step_bin_train_runs(monkeypatch):
+    built = []
+    real = steps.make_train_step
+
+    def recording(*args, **kwargs):
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "make_train_step", recording)
+    rate = model_benchmark.train_rate(batch_size=2, steps=1, warmup=1, **SMALL)
+    assert rate > 0
+    # The paper's weight decay and the global batch, as training/train.py passes them.
+    assert built == [dict(global_batch_size=2, weight_decay=0.0005)]
+
+
+def test_memory_benchmark_reports_the_step(monkeypatch):
+    result = memory.train_step_memory(batch_size=2, steps=2, **SMALL)
+    assert result["peak_rss_mib_after_steps"] >= result["peak_rss_mib_after_build"] > 0
+    assert result["precision"] == "float32" and result["seconds_per_step_after_first"] > 0
+
+
+def _benchmark(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "bin", "benchmark"), *args],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+@pytest.mark.slow
+def test_bin_benchmark_infer_prints_one_json_line():
+    done = _benchmark("infer", "--batch_size=2", "--steps=1", "--warmup=1", "--image_size=67",
+                      "--num_classes=5")
+    assert done.returncode == 0, done.stderr
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    assert line["what"] == "infer" and line["images_per_sec"] > 0 and line["batch_size"] == 2
+
+
+def test_bin_benchmark_refuses_unknown_benchmarks_and_missing_flags():
+    unknown = _benchmark("fly")
+    assert unknown.returncode != 0 and "train|infer|input|serve|memory" in unknown.stderr
+    serve = _benchmark("serve")
+    assert serve.returncode != 0 and "--saved_model" in serve.stderr
