@@ -14,3 +14,10 @@ def _float32_policy():
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    """fixtures.export_tiny_run: the tiny model, its workdir and data, exported (once a module)."""
+    import fixtures
+    return fixtures.export_tiny_run(tmp_path_factory.mktemp("export"))

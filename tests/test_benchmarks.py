@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import fixtures as fx
 from keras_alexnet.benchmarks import memory
 from keras_alexnet.benchmarks import model as model_benchmark
 from keras_alexnet.training import steps
@@ -55,3 +56,15 @@ def test_bin_benchmark_refuses_unknown_benchmarks_and_missing_flags():
     assert unknown.returncode != 0 and "train|infer|input|serve|memory" in unknown.stderr
     serve = _benchmark("serve")
     assert serve.returncode != 0 and "--saved_model" in serve.stderr
+
+
+def test_serving_benchmark_measures_the_three_systems(tiny_export):
+    from keras_alexnet.benchmarks import serving as serving_benchmark
+    images = list(fx.serving_images().values())[:3]
+    result = serving_benchmark.measure(tiny_export["path"], tiny_export["model"], images, requests=3, batches=1,
+                                       batch_size=4, rounds=2)
+    assert sorted(result) == ["keras predict (floats)", "predict_images (floats)",
+                              "preprocess_bytes only (JPEG bytes)", "serving_default (JPEG bytes)"]
+    for figures in result.values():
+        assert len(figures["rounds"]) == 2
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["images_per_sec"] > 0

@@ -7,7 +7,7 @@ import pytest
 
 from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
-from train_testlib import REPO
+from fixtures import REPO
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 

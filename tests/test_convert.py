@@ -11,7 +11,7 @@ import scipy.io
 import tensorflow as tf
 from PIL import Image
 
-import tiny_images
+import fixtures as fx
 from keras_alexnet.data import convert
 from keras_alexnet.data import shard_writer
 from keras_alexnet.data.layout import FEATURE_SPEC, load_labels
@@ -37,7 +37,7 @@ def run(tmp_path, input_dir, out="out", **kwargs):
 
 
 def test_round_trip_writer_to_reader(tmp_path):
-    root = tiny_images.image_folder(tmp_path / "in", classes=("n02", "n01"), per_class=3)
+    root = fx.image_folder(tmp_path / "in", classes=("n02", "n01"), per_class=3)
     summary = run(tmp_path, root, resize=80, num_shards=2)
     assert summary["found"] == 6 and summary["written"] == 6 and summary["skipped"] == 0
     out = tmp_path / "out"
@@ -62,7 +62,7 @@ def test_round_trip_writer_to_reader(tmp_path):
 def test_resized_image_is_the_paper_central_crop(tmp_path):
     wide = np.zeros((60, 120, 3), np.uint8)
     wide[:, 30:90] = 255  # the central square is white, the sides black
-    tiny_images.write(str(tmp_path / "in" / "a" / "wide.jpg"), tiny_images.png_bytes(wide))
+    fx.write(str(tmp_path / "in" / "a" / "wide.jpg"), fx.encode(wide, "PNG"))
     run(tmp_path, tmp_path / "in", resize=40, num_shards=1)
     image = tf.io.decode_jpeg(read_records(tmp_path / "out", "train")[0]["image/encoded"]).numpy()
     assert image.shape == (40, 40, 3)
@@ -70,8 +70,8 @@ def test_resized_image_is_the_paper_central_crop(tmp_path):
 
 
 def test_odd_images_converted_and_broken_files_reported(tmp_path):
-    root = tiny_images.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=2)
-    convertible, broken = tiny_images.add_odd_files(root, "n02")
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=2)
+    convertible, broken = fx.add_odd_files(root, "n02")
     summary = run(tmp_path, root, resize=0, num_shards=3)
     assert summary["found"] == 4 + 6
     assert summary["written"] == 4 + 3 and summary["skipped"] == 3
@@ -99,7 +99,7 @@ def test_odd_images_converted_and_broken_files_reported(tmp_path):
 def test_cmyk_colours_survive(tmp_path):
     red = np.zeros((64, 64, 3), np.uint8)
     red[..., 0] = 220
-    tiny_images.write(str(tmp_path / "in" / "a" / "cmyk.JPEG"), tiny_images.jpeg_bytes(red, mode="CMYK"))
+    fx.write(str(tmp_path / "in" / "a" / "cmyk.JPEG"), fx.encode(red, mode="CMYK"))
     run(tmp_path, tmp_path / "in", resize=64, num_shards=1)
     image = tf.io.decode_jpeg(read_records(tmp_path / "out", "train")[0]["image/encoded"]).numpy()
     assert np.abs(image.reshape(-1, 3).mean(0) - [220, 0, 0]).max() < 12
@@ -111,7 +111,7 @@ def _shard_bytes(out):
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
-    root = tiny_images.image_folder(tmp_path / "in", classes=("n01", "n02", "n03"), per_class=4)
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02", "n03"), per_class=4)
     run(tmp_path, root, out="whole", resize=48, num_shards=4)
     whole = tmp_path / "whole"
 
@@ -148,7 +148,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_worker_processes_give_the_same_shards(tmp_path):
-    root = tiny_images.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=3)
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=3)
     run(tmp_path, root, out="one", resize=40, num_shards=3)
     run(tmp_path, root, out="two", resize=40, num_shards=3, num_workers=2)
     assert _shard_bytes(tmp_path / "two") == _shard_bytes(tmp_path / "one")
@@ -174,14 +174,14 @@ def test_ilsvrc_labels_follow_sorted_wnids_not_devkit_ids(tmp_path, year):
     root = tmp_path / "ILSVRC"
     _meta_mat(str(root / "devkit" / "data" / "meta.mat"), year, leaves, parents=[(4, "n00000001")])
     for _, wnid in leaves:
-        tiny_images.write(str(root / "train" / wnid / f"{wnid}_1.JPEG"),
-                          tiny_images.jpeg_bytes(tiny_images.smooth_rgb(70, 80)))
+        fx.write(str(root / "train" / wnid / f"{wnid}_1.JPEG"),
+                          fx.encode(fx.picture(70, 80)))
     truth = {"validation": [3, 1, 2, 1], "test": [2, 2, 3]}
     split_dirs = {"validation": "val", "test": "test"}
     for split in truth if year == 2010 else ["validation"]:
         for k, _ in enumerate(truth[split], start=1):
-            tiny_images.write(str(root / split_dirs[split] / f"ILSVRC{year}_{split_dirs[split]}_{k:08d}.JPEG"),
-                              tiny_images.jpeg_bytes(tiny_images.smooth_rgb(70, 80, seed=k)))
+            fx.write(str(root / split_dirs[split] / f"ILSVRC{year}_{split_dirs[split]}_{k:08d}.JPEG"),
+                              fx.encode(fx.picture(70, 80, seed=k)))
         with open(root / "devkit" / "data" / f"ILSVRC{year}_{split}_ground_truth.txt", "w") as f:
             f.write("".join(f"{i}\n" for i in truth[split]))
 
@@ -229,7 +229,7 @@ def test_tfds_prepared_dataset_is_read_in_slices(tmp_path):
     with tf.io.TFRecordWriter(str(folder / "tinyset-train.tfrecord-00000-of-00001")) as writer:
         for i in range(7):
             writer.write(features.serialize_example(
-                {"image": tiny_images.smooth_rgb(30 + i, 40, seed=i), "label": i % 3}))
+                {"image": fx.picture(30 + i, 40, seed=i), "label": i % 3}))
     tfds.folder_dataset.write_metadata(
         data_dir=str(folder), features=features, supervised_keys=("image", "label"),
         filename_template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}")
@@ -257,21 +257,21 @@ def test_missing_or_empty_input_folder_is_a_clear_error(tmp_path):
 
 
 def test_output_holding_another_dataset_is_refused(tmp_path):
-    first = tiny_images.image_folder(tmp_path / "a", classes=("n01", "n02"), per_class=2)
+    first = fx.image_folder(tmp_path / "a", classes=("n01", "n02"), per_class=2)
     run(tmp_path, first, resize=40, num_shards=1)
     before = _shard_bytes(tmp_path / "out")
-    other = tiny_images.image_folder(tmp_path / "b", classes=("n07", "n08"), per_class=2)
+    other = fx.image_folder(tmp_path / "b", classes=("n07", "n08"), per_class=2)
     with pytest.raises(convert.OutputError, match="different dataset"):
         run(tmp_path, other, resize=40, num_shards=1)
     with pytest.raises(convert.OutputError, match="resize"):
         run(tmp_path, first, resize=64, num_shards=1)
-    more = tiny_images.image_folder(tmp_path / "c", classes=("n01", "n02"), per_class=3)
+    more = fx.image_folder(tmp_path / "c", classes=("n01", "n02"), per_class=3)
     with pytest.raises(convert.OutputError, match="different train split"):
         run(tmp_path, more, resize=40, num_shards=1)
     assert _shard_bytes(tmp_path / "out") == before
     assert load_labels(tmp_path / "out") == [("n01", "n01"), ("n02", "n02")]
     # The same classes from another split are welcome, and may bring better names.
-    tiny_images.write(str(tmp_path / "names.txt"), b"n01 tench\n")
+    fx.write(str(tmp_path / "names.txt"), b"n01 tench\n")
     run(tmp_path, first, resize=40, num_shards=1, split="validation",
         class_names=str(tmp_path / "names.txt"))
     assert load_labels(tmp_path / "out") == [("n01", "tench"), ("n02", "n02")]
@@ -285,9 +285,9 @@ def test_output_holding_another_dataset_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_command_line_converts_resumes_and_names_classes(tmp_path):
-    root = tiny_images.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=3)
-    tiny_images.add_odd_files(root, "n01")
-    tiny_images.write(str(tmp_path / "names.txt"), b"n01 tench, Tinca tinca\nn02 English springer\n")
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=3)
+    fx.add_odd_files(root, "n01")
+    fx.write(str(tmp_path / "names.txt"), b"n01 tench, Tinca tinca\nn02 English springer\n")
     command = [sys.executable, os.path.join(REPO, "bin", "make_tfrecords"), f"--input_dir={root}",
                f"--output_dir={tmp_path / 'out'}", "--resize=40", "--num_workers=2",
                f"--class_names={tmp_path / 'names.txt'}"]

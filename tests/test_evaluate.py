@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import serving_fixtures as fx
+import fixtures as fx
 from keras_alexnet.serving import evaluate
 from keras_alexnet.serving import export
 from keras_alexnet.data import input_pipeline

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tiny_images
+import fixtures as fx
 from keras_alexnet.data import convert
 from keras_alexnet.benchmarks import input as input_benchmark
 from keras_alexnet.data import input_pipeline
@@ -19,7 +19,7 @@ NUM_IMAGES = 15  # 3 classes x 5, in 3 shards: batches of 4 do not divide it
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    images = tiny_images.image_folder(root / "in", classes=("n01", "n02", "n03"), per_class=5)
+    images = fx.image_folder(root / "in", classes=("n01", "n02", "n03"), per_class=5)
     convert.convert("imagefolder", images, str(root / "out"), num_shards=3, num_workers=1,
                     resize=80, stream=io.StringIO())
     return str(root / "out")
@@ -119,7 +119,7 @@ def test_label_offset_reads_one_based_records(tmp_path):
     with tf.io.TFRecordWriter(path) as writer:
         for label in (1, 2, 1000):  # Inception converters: 1..1000
             writer.write(shard_writer.make_example({
-                "image/encoded": tiny_images.jpeg_bytes(tiny_images.smooth_rgb(90, 100)),
+                "image/encoded": fx.encode(fx.picture(90, 100)),
                 "image/format": "JPEG", "image/class/label": label, "image/class/synset": "n0",
                 "image/class/text": "x", "image/height": 90, "image/width": 100,
                 "image/filename": "f.JPEG"}))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import serving_fixtures as fx
+import fixtures as fx
 from keras_alexnet.serving import export
 from keras_alexnet.serving import predict
 
@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
-    data_dir = fx.write_data_dir(str(root / "data"), num_images=2)
+    data_dir = fx.write_data_dir(str(root / "data"), num_images=4)
     model = fx.trained_model()
     export.export_run(fx.restored_run(model, data_dir), str(root / "models"), num_warmup_images=1)
     files = {"cat.jpg": fx.encode(fx.picture(90, 120, seed=1)),

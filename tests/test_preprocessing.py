@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tiny_images
+import fixtures as fx
 from keras_alexnet.data import preprocessing as pp
 from keras_alexnet.data.stats import DatasetStats
 
 
 def jpeg(h, w, seed=0):
-    return tf.constant(tiny_images.jpeg_bytes(tiny_images.smooth_rgb(h, w, seed)))
+    return tf.constant(fx.encode(fx.picture(h, w, seed)))
 
 
 def decoded(image_bytes):
@@ -91,7 +91,7 @@ def test_centre_crop_and_non_square_paper_resize():
     assert _window_offset(decoded(image_bytes), centre)[0] == (7, 7)
     wide = np.zeros((40, 80, 3), np.uint8)
     wide[:, 20:60] = 255  # white central square, black sides
-    out = pp.preprocess_for_eval(tf.constant(tiny_images.jpeg_bytes(wide)), image_size=67).numpy()
+    out = pp.preprocess_for_eval(tf.constant(fx.encode(wide)), image_size=67).numpy()
     assert out.shape == (67, 67, 3) and out.min() > 200  # shorter side to 256, centre, crop
 
 

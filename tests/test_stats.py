@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tiny_images
+import fixtures as fx
 from keras_alexnet.data import convert
 from keras_alexnet.data import stats
 from keras_alexnet.data.layout import FEATURE_SPEC
@@ -81,8 +81,8 @@ def test_save_and_load(tmp_path):
 
 def test_make_tfrecords_stats_are_of_every_written_pixel(tmp_path):
     """stats.npz against NumPy over the pixels decoded back from the written shards."""
-    root = tiny_images.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=4)
-    tiny_images.add_odd_files(root, "n01")  # converted ones count, skipped ones do not
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=4)
+    fx.add_odd_files(root, "n01")  # converted ones count, skipped ones do not
     convert.convert("imagefolder", root, str(tmp_path / "out"), num_shards=3, num_workers=1,
                     resize=48, stream=io.StringIO())
     files = sorted(tf.io.gfile.glob(str(tmp_path / "out" / "train-*")))
@@ -101,7 +101,7 @@ def test_make_tfrecords_stats_are_of_every_written_pixel(tmp_path):
 
 
 def test_kept_originals_have_a_paper_sized_mean_image(tmp_path):
-    root = tiny_images.image_folder(tmp_path / "in", classes=("n01",), per_class=2, size=(70, 90))
+    root = fx.image_folder(tmp_path / "in", classes=("n01",), per_class=2, size=(70, 90))
     convert.convert("imagefolder", root, str(tmp_path / "out"), num_shards=1, num_workers=1,
                     resize=0, stats_size=32, stream=io.StringIO())
     saved = stats.load_stats(tmp_path / "out")

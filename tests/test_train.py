@@ -12,14 +12,14 @@ from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
 from keras_alexnet.training import steps
 from keras_alexnet.training import train
-from train_testlib import make_tiny_data, read_events, tiny_config
+from fixtures import demo_data_dir, read_events, tiny_config
 
 STEPS_PER_EPOCH = 6  # 48 training images, batch 8
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return make_tiny_data(str(tmp_path_factory.mktemp("tiny")))
+    return demo_data_dir(str(tmp_path_factory.mktemp("tiny")))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_rerun_resumes_and_extends_exactly(finished_run, data_dir):
     again = train.train_and_evaluate(tiny_config(data_dir), workdir)
     assert again["step"] == 2 * STEPS_PER_EPOCH
     # More epochs continue from the last checkpoint to the same place a 3-epoch run ends.
-    longer = train.train_and_evaluate(tiny_config(data_dir, num_epochs=3), workdir)
+    longer = train.train_and_evaluate(tiny_config(data_dir, {"num_epochs": 3}), workdir)
     assert longer["step"] == 3 * STEPS_PER_EPOCH
     assert _latest_state(workdir) == (3 * STEPS_PER_EPOCH, 3)
     assert [e["epoch"] for e in read_events(workdir, "eval")] == [1, 2, 3]
@@ -106,14 +106,15 @@ def test_workdir_of_a_different_config_is_refused(finished_run, data_dir):
     workdir, _ = finished_run
     before = open(os.path.join(workdir, "config.json")).read()
     with pytest.raises(config_lib.ConfigError, match="optimizer.learning_rate"):
-        train.train_and_evaluate(tiny_config(data_dir, optimizer__learning_rate=0.5), workdir)
+        train.train_and_evaluate(tiny_config(data_dir, {"optimizer.learning_rate": 0.5}), workdir)
     assert open(os.path.join(workdir, "config.json")).read() == before
 
 
 def test_loss_goes_down_on_a_learnable_dataset(data_dir, tmp_path):
-    config = tiny_config(data_dir, num_epochs=8, model__dropout=0.0, eval__ten_crop=False,
-                         checkpoint__every_steps=1000, log_every_steps=STEPS_PER_EPOCH,
-                         optimizer__learning_rate=0.005)
+    config = tiny_config(data_dir, {"num_epochs": 8, "model.dropout": 0.0, "eval.ten_crop": False,
+                                    "checkpoint.every_steps": 1000,
+                                    "log_every_steps": STEPS_PER_EPOCH,
+                                    "optimizer.learning_rate": 0.005})
     train.train_and_evaluate(config, str(tmp_path / "work"))
     events = read_events(str(tmp_path / "work"), "train")
     losses = [e["loss"] for e in events]
@@ -125,7 +126,7 @@ def test_loss_goes_down_on_a_learnable_dataset(data_dir, tmp_path):
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains(data_dir, tmp_path, precision):
-    config = tiny_config(data_dir, num_epochs=1, precision=precision, eval__ten_crop=False)
+    config = tiny_config(data_dir, {"num_epochs": 1, "precision": precision, "eval.ten_crop": False})
     result = train.train_and_evaluate(config, str(tmp_path / "work"))
     assert result["step"] == STEPS_PER_EPOCH
     losses = [e["loss"] for e in read_events(str(tmp_path / "work"), "train")]
@@ -157,7 +158,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_
     monkeypatch.setattr(steps, "make_train_step", poisoned)
     workdir = str(tmp_path / "work")
     with pytest.raises(train.NonFiniteLossError, match="non-finite training loss .* at step 5"):
-        train.train_and_evaluate(tiny_config(data_dir, checkpoint__every_steps=2), workdir)
+        train.train_and_evaluate(tiny_config(data_dir, {"checkpoint.every_steps": 2}), workdir)
     assert [e["step"] for e in read_events(workdir, "diverged")] == [5]
     latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
     assert latest.endswith("ckpt-4")  # the last good one; nothing saved after the NaN
@@ -199,15 +200,15 @@ def test_weight_decay_is_the_papers_update_rule():
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(input__data_dir="/nonexistent/tfrecords"), "config.input.data_dir"),
-    (dict(input__eval_split="test"), r"config.input.eval_split='test': no TFRecord shards"),
-    (dict(model__num_classes=5), r"config.model.num_classes=5 does not match the 3 classes"),
-    (dict(model__image_size=99), r"config.model.image_size=99 is larger than the stored images"),
-    (dict(distribution__strategy="tpu"), "config.distribution.strategy"),
-    (dict(precision="int8"), "config.precision"),
+    ({"input.data_dir": "/nonexistent/tfrecords"}, "config.input.data_dir"),
+    ({"input.eval_split": "test"}, r"config.input.eval_split='test': no TFRecord shards"),
+    ({"model.num_classes": 5}, r"config.model.num_classes=5 does not match the 3 classes"),
+    ({"model.image_size": 99}, r"config.model.image_size=99 is larger than the stored images"),
+    ({"distribution.strategy": "tpu"}, "config.distribution.strategy"),
+    ({"precision": "int8"}, "config.precision"),
 ])
 def test_bad_config_fails_fast_naming_the_field(data_dir, tmp_path, change, message):
     workdir = tmp_path / "work"
     with pytest.raises((config_lib.ConfigError, FileNotFoundError), match=message):
-        train.train_and_evaluate(tiny_config(data_dir, **change), str(workdir))
+        train.train_and_evaluate(tiny_config(data_dir, change), str(workdir))
     assert not (workdir / "config.json").exists()  # nothing written

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from train_testlib import REPO, make_tiny_data, read_events, start_training, tiny_config
+from fixtures import REPO, demo_data_dir, read_events, start_training, tiny_config
 
 MIRRORED_SCRIPT = r"""
 import json, sys
@@ -67,7 +67,7 @@ json.dump(dict(start=start, losses=losses, fc8=weights, result=result, odd_batch
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return make_tiny_data(str(tmp_path_factory.mktemp("tiny")))
+    return demo_data_dir(str(tmp_path_factory.mktemp("tiny")))
 
 
 def _free_port():
@@ -78,7 +78,7 @@ def _free_port():
 
 @pytest.mark.slow
 def test_mirrored_two_cpus_matches_the_default_strategy(data_dir, tmp_path):
-    config = tiny_config(data_dir, num_epochs=1, eval__ten_crop=True)
+    config = tiny_config(data_dir, {"num_epochs": 1, "eval.ten_crop": True})
     config_path = tmp_path / "config.json"
     config_path.write_text(config.to_json())
     got = {}
@@ -105,8 +105,8 @@ def test_mirrored_two_cpus_matches_the_default_strategy(data_dir, tmp_path):
 def test_two_multi_worker_processes_train_and_agree(data_dir, tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    config = tiny_config(data_dir, num_epochs=1, eval__ten_crop=False,
-                         distribution__strategy="multi_worker")
+    config = tiny_config(data_dir, {"num_epochs": 1, "eval.ten_crop": False,
+                                    "distribution.strategy": "multi_worker"})
     workdir = str(tmp_path / "work")
     procs = []
     for index in range(2):

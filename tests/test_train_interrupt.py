@@ -12,14 +12,14 @@ import pytest
 import tensorflow as tf
 
 from keras_alexnet.training.schedule import PlateauSchedule
-from train_testlib import REPO, make_tiny_data, read_events, start_training, tiny_config, wait_for
+from fixtures import REPO, demo_data_dir, read_events, start_training, tiny_config, wait_for
 
 STEPS_PER_EPOCH = 6
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return make_tiny_data(str(tmp_path_factory.mktemp("tiny")))
+    return demo_data_dir(str(tmp_path_factory.mktemp("tiny")))
 
 
 def _state(workdir):
@@ -35,8 +35,9 @@ def test_sigkill_then_restart_ends_like_an_uninterrupted_run(data_dir, tmp_path)
     # A learning rate too small to change the predictions keeps the validation
     # error flat, so the schedule divides at epochs 2, 3 and 4 whatever the
     # batches: the interrupted run must carry that state through the restart.
-    config = tiny_config(data_dir, num_epochs=5, eval__ten_crop=False, checkpoint__every_steps=2,
-                         schedule__patience=1, optimizer__learning_rate=1e-9)
+    config = tiny_config(data_dir, {"num_epochs": 5, "eval.ten_crop": False,
+                                    "checkpoint.every_steps": 2, "schedule.patience": 1,
+                                    "optimizer.learning_rate": 1e-9})
     workdir = str(tmp_path / "work")
     proc = start_training(config, workdir)
     try:
