@@ -3,7 +3,7 @@
     bin/train --config=configs/demo.py --workdir=/tmp/alexnet-demo
 
 With input.data_dir empty, training first draws 3,000 training and 750
-validation JPEGs (shapes and textures in random colours, keras_alexnet/demo_data.py)
+validation JPEGs (shapes and textures in random colours, keras_alexnet/data/demo_data.py)
 into a temporary folder and converts them with make_tfrecords into
 WORKDIR/demo_data; then it trains with the progress bar and ends with the
 centre-crop and ten-crop validation errors (chance: 90% top-1 error).

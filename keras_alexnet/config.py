@@ -35,7 +35,7 @@ def get_config():
         # Folder written by bin/make_tfrecords: shards, labels.txt, stats.npz.
         data_dir="",
         # True with an empty data_dir: generate the procedural demo dataset
-        # (keras_alexnet/demo_data.py) into WORKDIR/demo_data first.
+        # (keras_alexnet/data/demo_data.py) into WORKDIR/demo_data first.
         demo=False,
         train_split="train",
         eval_split="validation",
