@@ -25,19 +25,21 @@ class ProgressBar:
     """done/total, a bar, the caller's values, items/s and ETA (or the time taken at the end).
 
     total None: unknown (evaluation does not count the records first); no bar,
-    no ETA, and only final=True ends the line. skip_first: measure the rate from
-    the first update on (training: the first step includes tracing and
-    compilation), not from construction.
+    no ETA, and only final=True ends the line. items_per_update: what one unit
+    of `done` is worth in `unit`s (training counts steps of batch_size images).
+    skip_first: measure the rate from the first update on (training: the first
+    step includes tracing and compilation), not from construction.
     """
 
-    def __init__(self, total, *, title="", unit="img", mode="auto", every_steps=None,
-                 every_seconds=None, skip_first=False, stream=None):
+    def __init__(self, total, *, title="", unit="img", items_per_update=1, mode="auto",
+                 every_steps=None, every_seconds=None, skip_first=False, stream=None):
         self.stream = stream or sys.stderr
         if mode == "auto":
             mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
         if mode not in ("bar", "lines", "none"):
             raise ValueError(f"progress mode {mode!r}: expected auto, bar, lines or none")
         self.total, self.title, self.unit, self.mode = total, title, unit, mode
+        self.items_per_update = items_per_update
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.skip_first = skip_first
         self.start, self.done_at_start = time.perf_counter(), 0
@@ -78,8 +80,11 @@ class ProgressBar:
                    + "." * max(0, BAR_WIDTH - filled - 1))
             parts = [f"{self.title} {done}/{self.total} [{bar}]".strip()]
         parts += [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()]
-        parts.append(f"{rate:.1f} {self.unit}/s")
-        parts.append(f"took {duration(elapsed)}" if final else f"ETA {duration(eta)}")
+        parts.append(f"{rate * self.items_per_update:.1f} {self.unit}/s")
+        if final:
+            parts.append(f"took {duration(elapsed)}")
+        elif self.total is not None:
+            parts.append(f"ETA {duration(eta)}")
         text = "  ".join(parts)
         if self.mode == "bar":
             return "\r" + text + ("\n" if final else "")

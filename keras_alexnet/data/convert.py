@@ -1,9 +1,9 @@
 """The make_tfrecords run: checks the output folder, converts the missing shards, reports.
 
-`convert(...)` is what bin/make_tfrecords calls; shard_writer.py does the per-shard
-work, sources.py finds the images and layout.py names and writes the files. A re-run of the same command resumes;
-a run that would mix two datasets in one folder is refused before anything is
-written.
+`convert(...)` is what bin/make_tfrecords calls; shard_writer.py does the
+per-shard work, sources.py finds the images and layout.py names and writes the
+files. A re-run of the same command resumes; a run that would mix two datasets
+in one folder is refused before anything is written.
 """
 import collections
 import glob

@@ -203,7 +203,7 @@ def train_and_evaluate(config, workdir):
         while int(epoch) < config.num_epochs:
             ep = int(epoch)
             bar = progress.ProgressBar(steps_per_epoch, title=f"epoch {ep + 1}/{config.num_epochs}",
-                                       unit="step", mode=config.progress,
+                                       items_per_update=config.batch_size, mode=config.progress,
                                        every_steps=config.log_every_steps, skip_first=True)
             window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
             while int(step) < (ep + 1) * steps_per_epoch:
@@ -223,8 +223,7 @@ def train_and_evaluate(config, workdir):
                 rate = window["steps"] * config.batch_size / max(elapsed, 1e-9)
                 in_epoch = int(step) - ep * steps_per_epoch
                 bar.update(in_epoch, loss=window["loss"] / window["steps"],
-                           acc=window["correct"] / (window["steps"] * config.batch_size),
-                           **{"img/s": round(rate, 1)})
+                           acc=window["correct"] / (window["steps"] * config.batch_size))
                 if int(step) % config.log_every_steps == 0 or in_epoch == steps_per_epoch:
                     reporter.event("train", int(step), epoch=ep + in_epoch / steps_per_epoch,
                                    loss=window["loss"] / window["steps"],
