@@ -31,6 +31,8 @@ MIN_IMAGE_SIZE = 67
 # positive inputs; 0 in conv1, conv3, fc8 (PAPER.md, "Training").
 PAPER_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
 
+DROPOUT_SCALINGS = ("paper", "inverted")
+
 
 @keras.saving.register_keras_serializable(package="keras_alexnet")
 class LocalResponseNormalization(layers.Layer):
@@ -124,6 +126,27 @@ class TowerConv2D(layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class PaperDropout(layers.Dropout):
+    """Dropout as the paper does it: zero each unit with probability `rate` in training,
+    multiply every output by 1 - rate at test time ("we use all the neurons but multiply
+    their outputs by 0.5").
+
+    `keras.layers.Dropout` is "inverted" dropout instead: it multiplies the kept units by
+    1 / (1 - rate) in training. The two compute the same function at test time only for
+    weights rescaled by 2, and they train differently under the same init and learning
+    rate: inverted dropout doubles the inputs of fc7 and fc8 during training, so an SGD
+    step moves their outputs 4x as far. With the paper's unit biases that is enough to
+    make the logits oscillate and kill fc7 on a 10-class dataset (docs/RESULTS.md).
+    """
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            # Keras's mask (and its seed handling), without its 1 / (1 - rate) scaling.
+            return super().call(inputs, training=True) * (1.0 - self.rate)
+        return inputs * (1.0 - self.rate)
+
+
 def _with_seed_offset(initializer, offset):
     """A copy of a seeded initializer with its seed moved by `offset` (towers must differ)."""
     config = initializer.get_config()
@@ -132,12 +155,12 @@ def _with_seed_offset(initializer, offset):
     return initializer.__class__.from_config(config)
 
 
-def _initializers(name, init, seed, layer_index):
+def _initializers(name, init, seed, layer_index, init_bias=1.0):
     """Kernel and bias initializers for one layer, by the paper or by Glorot."""
     layer_seed = None if seed is None else seed + 100 * layer_index
     if init == "paper":
         kernel = keras.initializers.RandomNormal(mean=0.0, stddev=0.01, seed=layer_seed)
-        bias = keras.initializers.Constant(1.0 if name in PAPER_BIAS_ONE else 0.0)
+        bias = keras.initializers.Constant(init_bias if name in PAPER_BIAS_ONE else 0.0)
     elif init == "glorot":
         kernel = keras.initializers.GlorotUniform(seed=layer_seed)
         bias = keras.initializers.Zeros()
@@ -147,8 +170,9 @@ def _initializers(name, init, seed, layer_index):
 
 
 def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_alpha=LRN_ALPHA,
-                  overlapping_pool=True, activation="relu", dropout=0.5, width=1.0,
-                  fc_units=4096, init="paper", seed=None, name="alexnet"):
+                  overlapping_pool=True, activation="relu", dropout=0.5, dropout_scaling="paper",
+                  width=1.0, fc_units=4096, init="paper", init_bias=1.0, seed=None,
+                  name="alexnet"):
     """Builds the paper's AlexNet; every default is the paper's.
 
     Args:
@@ -160,9 +184,13 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
       overlapping_pool: 3x3 stride-2 max pooling; False gives 2x2 stride 2.
       activation: 'relu' (the paper) or 'tanh' (the paper's Figure 1 baseline).
       dropout: rate on the inputs of fc7 and fc8 (after fc6 and fc7).
+      dropout_scaling: 'paper' (outputs times 1 - rate at test time, PaperDropout) or
+        'inverted' (keras.layers.Dropout: kept units times 1 / (1 - rate) in training).
       width: multiplier on every convolution's kernel count (tests build it tiny).
       fc_units: width of fc6 and fc7.
       init: 'paper' (weights N(0, 0.01^2), biases 1/0 per layer) or 'glorot'.
+      init_bias: with init='paper', the bias of conv2, conv4, conv5, fc6 and fc7 (the
+        paper's 1; Caffe's bvlc_alexnet needed 0.1).
       seed: makes the initialization reproducible.
     """
     if image_size < MIN_IMAGE_SIZE:
@@ -171,6 +199,8 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
         raise ValueError(f"towers must be 1 or 2, got {towers}")
     if activation not in ("relu", "tanh"):
         raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
+    if dropout_scaling not in DROPOUT_SCALINGS:
+        raise ValueError(f"dropout_scaling must be one of {DROPOUT_SCALINGS}, got {dropout_scaling!r}")
 
     def filters(n):
         return max(towers, int(round(n * width / towers)) * towers)
@@ -178,7 +208,7 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
     counter = iter(range(100))
 
     def init_for(layer_name):
-        return _initializers(layer_name, init, seed, next(counter))
+        return _initializers(layer_name, init, seed, next(counter), init_bias)
 
     def pool(layer_name):
         if overlapping_pool:
@@ -206,9 +236,10 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
     x = pool("pool5")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(fc_units, activation=activation, name="fc6", **init_for("fc6"))(x)
-    x = layers.Dropout(dropout, name="drop6")(x)
+    dropout_layer = PaperDropout if dropout_scaling == "paper" else layers.Dropout
+    x = dropout_layer(dropout, name="drop6")(x)
     x = layers.Dense(fc_units, activation=activation, name="fc7", **init_for("fc7"))(x)
-    x = layers.Dropout(dropout, name="drop7")(x)
+    x = dropout_layer(dropout, name="drop7")(x)
     # fc8 computes in float32 under every policy: the logits feed the softmax
     # and the loss, where float16/bfloat16 would lose precision.
     logits = layers.Dense(num_classes, name="fc8", dtype="float32", **init_for("fc8"))(x)
