@@ -43,7 +43,7 @@ class ProgressBar:
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.skip_first = skip_first
         self.start, self.done_at_start = time.perf_counter(), 0
-        self.last_print, self.updates = -math.inf, 0
+        self.last_print, self.updates, self.finished = -math.inf, 0, False
 
     def _due(self, done, now, final):
         if final:
@@ -55,7 +55,13 @@ class ProgressBar:
         return by_steps or by_time
 
     def update(self, done, final=None, **values):
-        """Reports `done` of total; values (loss=..., acc=...) are shown as given."""
+        """Reports `done` of total; values (loss=..., acc=...) are shown as given.
+
+        After the final line, further updates print nothing (a caller may both
+        reach the total and then say final=True).
+        """
+        if self.finished:
+            return
         now = time.perf_counter()
         self.updates += 1
         if self.skip_first and self.updates == 1:
@@ -64,7 +70,7 @@ class ProgressBar:
             final = self.total is not None and done >= self.total
         if self.mode == "none" or not self._due(done, now, final):
             return
-        self.last_print = now
+        self.last_print, self.finished = now, final
         self.stream.write(self.line(done, now, final, values))
         self.stream.flush()
 

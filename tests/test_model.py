@@ -167,7 +167,8 @@ def test_ablation_switches_change_the_network():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(image_size=50), "image_size"), (dict(towers=3), "towers"),
-    (dict(activation="gelu"), "activation"), (dict(init="he"), "init")])
+    (dict(activation="gelu"), "activation"), (dict(init="he"), "init"),
+    (dict(dropout_scaling="none"), "dropout_scaling")])
 def test_bad_arguments_are_refused_with_the_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
         model_lib.build_alexnet(**{**TINY, **kwargs})
@@ -222,3 +223,39 @@ def test_tf_checkpoint_holds_every_weight_including_the_towers(tmp_path):
     for a, b in zip(model.weights, other.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     assert other.count_params() == model.count_params()
+
+
+def test_paper_dropout_zeroes_units_in_training_and_halves_them_at_test_time():
+    layer = model_lib.PaperDropout(0.5, seed=0)
+    x = tf.ones((64, 512))
+    trained = layer(x, training=True).numpy()
+    # The paper's dropout: each unit kept as it is or zeroed; no 1 / (1 - rate) scaling.
+    assert set(np.unique(trained)) == {0.0, 1.0}
+    assert 0.45 < trained.mean() < 0.55
+    np.testing.assert_allclose(layer(x, training=False).numpy(), 0.5)
+    # Inverted dropout (keras.layers.Dropout) doubles the kept units instead.
+    inverted = keras.layers.Dropout(0.5, seed=0)(x, training=True).numpy()
+    assert set(np.unique(inverted)) == {0.0, 2.0}
+
+
+@pytest.mark.parametrize("scaling, layer_class", [("paper", model_lib.PaperDropout),
+                                                  ("inverted", keras.layers.Dropout)])
+def test_dropout_scaling_picks_the_layer_and_the_test_time_output(scaling, layer_class):
+    model = model_lib.build_alexnet(**TINY, seed=2, dropout_scaling=scaling)
+    assert type(model.get_layer("drop6")) is layer_class
+    x = np.random.default_rng(0).normal(0, 50, (2, 67, 67, 3)).astype("float32")
+    fc7 = keras.Model(model.inputs, model.get_layer("fc7").output)(x)
+    fc8 = model.get_layer("fc8")
+    scale = 0.5 if scaling == "paper" else 1.0
+    expected = np.asarray(fc7) * scale @ fc8.kernel.numpy() + fc8.bias.numpy()
+    np.testing.assert_allclose(model(x, training=False), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_init_bias_sets_the_papers_unit_biases_only():
+    model = model_lib.build_alexnet(**TINY, seed=0, init_bias=0.1)
+    for name in ("conv2", "conv4", "conv5", "fc6", "fc7"):
+        for v in model.get_layer(name).trainable_variables:
+            if v.path.endswith("bias"):
+                np.testing.assert_allclose(v.numpy(), 0.1)
+    for name in ("conv1", "conv3", "fc8"):
+        assert np.all(model.get_layer(name).bias.numpy() == 0.0)

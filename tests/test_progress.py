@@ -12,6 +12,7 @@ def test_lines_every_n_steps_and_always_the_last():
                       stream=stream)
     for done in range(1, 6):
         bar.update(done, loss=1.5)
+    bar.update(5, final=True)  # the end said twice is printed once
     lines = stream.getvalue().splitlines()
     assert [line.split()[2] for line in lines] == ["2/5", "4/5", "5/5"]
     assert "loss 1.5" in lines[0] and "img/s" in lines[0] and "ETA " in lines[0]

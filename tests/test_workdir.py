@@ -67,3 +67,18 @@ def test_checkpoint_path_resolves_best_latest_folders_and_prefixes(tmp_path):
     assert workdir_lib.checkpoint_path(workdir, first) == first
     with pytest.raises(FileNotFoundError, match="neither 'best', 'latest'"):
         workdir_lib.checkpoint_path(workdir, str(tmp_path / "nope"))
+
+
+def test_config_json_written_before_dropout_scaling_reads_as_inverted(tmp_path):
+    """Runs trained with keras.layers.Dropout (before the paper's dropout became the default)
+    and unit biases rebuild the same network from their config.json."""
+    import json
+    config = config_lib.get_config().to_dict()
+    del config["model"]["dropout_scaling"], config["model"]["init_bias"]
+    (tmp_path / workdir_lib.CONFIG_FILENAME).write_text(json.dumps(config))
+    model = workdir_lib.read_config(str(tmp_path))["model"]
+    assert model["dropout_scaling"] == "inverted" and model["init_bias"] == 1.0
+    fresh = config_lib.get_config()
+    fresh.input.data_dir = "/data"
+    workdir_lib.write_config(fresh, str(tmp_path / "new"))
+    assert workdir_lib.read_config(str(tmp_path / "new"))["model"]["dropout_scaling"] == "paper"

@@ -40,6 +40,14 @@ def demo_data_dir(workdir):
     return os.path.join(workdir, DEMO_DATA_DIR)
 
 
+# Model fields added after runs were already written, with the value every run written
+# before them had: such a config.json still rebuilds the network it trained.
+LEGACY_MODEL_DEFAULTS = {
+    "dropout_scaling": "inverted",  # keras.layers.Dropout, until the paper's became the default
+    "init_bias": 1.0,
+}
+
+
 def write_config(config, workdir):
     """WORKDIR/config.json: the ConfigDict as JSON, written atomically."""
     os.makedirs(workdir, exist_ok=True)
@@ -52,7 +60,11 @@ def read_config(workdir):
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path}: no {CONFIG_FILENAME}; is {workdir} a training workdir?")
     with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+        config = json.load(f)
+    if isinstance(config.get("model"), dict):
+        for key, value in LEGACY_MODEL_DEFAULTS.items():
+            config["model"].setdefault(key, value)
+    return config
 
 
 def check_workdir(config, workdir):
