@@ -2,6 +2,11 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tree under test, not whichever checkout the virtual environment installed: first on
+# this process's path (pytest.ini's pythonpath) and on every subprocess's.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
 
 import keras_alexnet  # noqa: E402,F401  (first: its TensorFlow settings, as in bin/)
 import keras  # noqa: E402
