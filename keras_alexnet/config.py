@@ -100,8 +100,25 @@ def _require(condition, field, message):
         raise ConfigError(f"config.{field}: {message}")
 
 
+def unknown_fields(config, reference=None, prefix=""):
+    """Dotted names of the fields of config that get_config() does not have (typos, mostly)."""
+    reference = get_config() if reference is None else reference
+    found = []
+    for key in config.keys():
+        if key not in reference:
+            found.append(prefix + key)
+        elif hasattr(config[key], "keys") and hasattr(reference[key], "keys") and key != "model":
+            found += unknown_fields(config[key], reference[key], f"{prefix}{key}.")
+    return found
+
+
 def validate(config):
     """Fails fast on values that cannot work, naming the field."""
+    unknown = sorted(unknown_fields(config))
+    if unknown:
+        raise ConfigError(f"config.{unknown[0]}: unknown field" + (
+            f" (and {', '.join('config.' + u for u in unknown[1:4])})" if len(unknown) > 1 else "")
+            + "; a typo? keras_alexnet/config.py lists every field")
     expected = set(build_alexnet_kwargs())
     got = set(config.model.keys())
     _require(got == expected, "model",

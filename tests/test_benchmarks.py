@@ -68,3 +68,15 @@ def test_serving_benchmark_measures_the_three_systems(tiny_export):
     for figures in result.values():
         assert len(figures["rounds"]) == 2
         assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["images_per_sec"] > 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--batch_size=0"], "--batch_size=0"),
+    (["infer", "--image_size=20"], "--image_size=20"),
+    (["input", "--data=/nonexistent/train-*"], "no TFRecord files match"),
+    (["serve", "--saved_model=/nonexistent", "--images=/nonexistent/*.jpg"], "no files"),
+])
+def test_bin_benchmark_bad_flags_are_sentences(args, message):
+    done = _benchmark(*args, "--steps=1", "--warmup=0")
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert message in done.stderr

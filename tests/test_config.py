@@ -105,3 +105,25 @@ def test_bin_train_refuses_a_bad_config_with_one_clear_line(tmp_path):
     assert "bin/train: error: config.distribution.strategy: unknown strategy 'tpu'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not workdir.exists()
+
+
+def test_unknown_fields_are_named():
+    config = config_lib.get_config()
+    config.input.data_dir = "/data"
+    config.optimizer.learning_rat = 0.1  # a typo of learning_rate
+    config.foo = 1
+    with pytest.raises(config_lib.ConfigError, match=r"config.foo: unknown field "
+                                                     r"\(and config.optimizer.learning_rat\)"):
+        config_lib.validate(config)
+
+
+def test_an_unknown_field_on_the_command_line_is_a_sentence(tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "train"),
+                           f"--config={os.path.join(REPO, 'configs', 'demo.py')}",
+                           f"--workdir={tmp_path}", "--config.optimizer.learning_rat=0.1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "--config.optimizer.learning_rat: the config has no field 'optimizer.learning_rat'" \
+        in done.stderr

@@ -315,3 +315,121 @@ def test_command_line_help_lists_its_flags():
                             capture_output=True, text=True, timeout=60)
     for flag in ("--source", "--input_dir", "--output_dir", "--split", "--num_shards", "--resize"):
         assert flag in result.stdout + result.stderr
+
+
+# -- issue 9: a dead worker, a second converter, and sentences instead of tracebacks ----------
+
+def _children(pid):
+    """The worker processes of a make_tfrecords (spawned by multiprocessing; not its tracker)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_run_naming_its_shard_and_a_rerun_resumes(tmp_path):
+    import signal
+    import time
+    big = fx.encode(fx.picture(900, 1200, seed=3), quality=95)  # ~25 ms a conversion
+    for c in ("n01", "n02"):
+        for i in range(120):
+            fx.write(str(tmp_path / "in" / c / f"{i}.JPEG"), big)
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(REPO, "bin", "make_tfrecords"),
+               f"--input_dir={tmp_path / 'in'}", f"--output_dir={out}", "--resize=64",
+               "--num_workers=2", "--num_shards=8"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    try:
+        deadline = time.time() + 240
+        while not (out / ".parts").is_dir() or not [
+                n for n in os.listdir(out / ".parts") if n.endswith(".json")]:
+            assert proc.poll() is None and time.time() < deadline, "no shard completed"
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+        _, err = proc.communicate(timeout=120)  # today: waits forever
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert f"worker process {workers[0]} was killed by SIGKILL" in err
+    assert "while writing shard train-0000" in err and "Traceback" not in err
+    complete = sorted(n for n in os.listdir(out) if n.startswith("train-"))
+    assert complete  # kept
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert again.returncode == 0, again.stderr
+    assert f"resuming, {len(complete)} of 8 shards complete" in again.stderr
+    assert "found 240 = written 240 + skipped 0" in again.stderr
+
+
+def test_a_second_converter_into_the_same_folder_is_refused(tmp_path):
+    from keras_alexnet import locking
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=2)
+    os.makedirs(tmp_path / "out")
+    with locking.FileLock(tmp_path / "out" / ".lock"):  # what a running make_tfrecords holds
+        with pytest.raises(convert.OutputError, match=rf"in use by another make_tfrecords \(pid "
+                                                      rf"{os.getpid()} "):
+            run(tmp_path, root, resize=40, num_shards=1)
+    assert run(tmp_path, root, resize=40, num_shards=1)["written"] == 4  # released
+
+
+def test_a_folder_of_only_non_images_is_a_sentence_and_leaves_no_shards(tmp_path):
+    for c in ("n01", "n02"):
+        fx.write(str(tmp_path / "in" / c / "notes.txt"), b"not an image\n")
+    with pytest.raises(SourceError, match=r"none of the 2 files is an image .*not an image.*: 2.*"
+                                          r"report-train.tsv"):
+        run(tmp_path, tmp_path / "in", resize=40, num_shards=2)
+    names = os.listdir(tmp_path / "out")
+    assert not [n for n in names if n.startswith("train-")], names
+    assert "report-train.tsv" in names and not os.path.exists(tmp_path / "out" / "stats.npz")
+
+
+def test_an_output_dir_under_a_file_is_a_sentence(tmp_path):
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=1)
+    fx.write(str(tmp_path / "file"), b"x")
+    with pytest.raises(convert.OutputError, match="file is a file, not a folder"):
+        run(tmp_path, root, out="file/out")
+
+
+@pytest.mark.parametrize("quality", [0, 101, -5])
+def test_quality_outside_1_to_100_is_refused(tmp_path, quality):
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=1)
+    with pytest.raises(SourceError, match=f"--quality {quality}: expected a JPEG quality from 1 to 100"):
+        run(tmp_path, root, quality=quality)
+
+
+def test_nested_class_subfolders_are_reported_as_ignored(tmp_path):
+    root = fx.image_folder(tmp_path / "in", classes=("n01", "n02"), per_class=2)
+    fx.write(str(tmp_path / "in" / "n01" / "more" / "x.JPEG"), fx.encode(fx.picture(50, 50)))
+    stream = io.StringIO()
+    summary = run(tmp_path, root, resize=40, num_shards=1, stream=stream)
+    assert summary["found"] == 4
+    assert "ignoring 1 folders inside class folders" in stream.getvalue()
+    assert "n01/more/" in stream.getvalue()
+    nested = tmp_path / "deep"
+    fx.write(str(nested / "n01" / "sub" / "a.JPEG"), fx.encode(fx.picture(50, 50)))
+    with pytest.raises(SourceError, match=r"hold no files; the images are in subfolders \(n01/sub/\)"):
+        run(tmp_path, nested, out="out2")
+
+
+def test_command_line_bounds_are_sentences(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bin", "make_tfrecords"), f"--input_dir={tmp_path}",
+         f"--output_dir={tmp_path / 'out'}", "--quality=0"], capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--quality" in result.stderr and "1" in result.stderr

@@ -89,3 +89,42 @@ def test_clear_errors(run, tmp_path):
         evaluate.evaluate_saved_model(run["path"], str(tmp_path / "none-*"), stream=None)
     with pytest.raises(FileNotFoundError, match="neither a SavedModel"):
         evaluate.resolve_saved_model(str(tmp_path))
+
+
+def _copy_data(run, tmp_path):
+    import shutil
+    copy = tmp_path / "data"
+    shutil.copytree(run["data_dir"], copy)
+    return copy
+
+
+def test_data_with_other_labels_is_refused(run, tmp_path):
+    copy = _copy_data(run, tmp_path)
+    lines = (copy / "labels.txt").read_text().splitlines()
+    swapped = [lines[1].split("\t"), lines[0].split("\t")]  # same classes, other order
+    (copy / "labels.txt").write_text(
+        "".join(f"{i}\t{w}\t{n}\n" for i, (_, w, n) in enumerate(swapped))
+        + "".join(line + "\n" for line in lines[2:]))
+    data = str(copy / "validation-*")
+    with pytest.raises(ValueError, match=r"are not the labels of the export .*label 0 is "
+                                         f"{fx.SYNSETS[1]} there, {fx.SYNSETS[0]} in the model"):
+        evaluate.evaluate_saved_model(run["path"], data, stream=None)
+    with pytest.raises(ValueError, match="are not the labels of the run"):
+        evaluate.evaluate_checkpoint(run["workdir"], data, stream=None)
+
+
+def test_a_truncated_shard_is_named(run, tmp_path):
+    copy = _copy_data(run, tmp_path)
+    shard = copy / "validation-00001-of-00002"
+    with open(shard, "r+b") as f:
+        f.truncate(os.path.getsize(shard) - 100)
+    with pytest.raises(ValueError, match=f"{shard}: cut short"):
+        evaluate.evaluate_saved_model(run["path"], str(copy / "validation-*"), stream=None)
+
+
+def test_batch_size_0_is_a_sentence(run):
+    done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "evaluate"),
+                           f"--saved_model={run['path']}", f"--data={run['data']}", "--batch_size=0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "--batch_size=0" in done.stderr

@@ -136,8 +136,8 @@ def test_predict_images_takes_preprocessed_floats(tiny_export, served):
 
 def test_undecodable_bytes_are_invalid_argument_and_model_stays_usable(served):
     errors = list(served["errors"])
-    assert "Input is empty" in errors[0]
-    assert "Unknown image file format" in errors[1]
+    assert "image_bytes[0] is empty (0 bytes)" in errors[0]  # the request's index (check_request)
+    assert "image_bytes[0] is not an image" in errors[1]
     assert "Invalid JPEG data" in errors[2]
     assert all(e.startswith("InvalidArgumentError") for e in errors)
     np.testing.assert_allclose(served["after_error"], served["serving_default/probabilities"][:1],
@@ -204,7 +204,8 @@ def test_versions_increment_and_never_overwrite(tiny_export, monkeypatch):
     monkeypatch.setattr(tf.saved_model, "save", failing_save)
     with pytest.raises(RuntimeError, match="disk full"):
         export.export_run(restored, export_dir)
-    assert sorted(os.listdir(export_dir)) == [".tmp-7-stale", "1", "2"]
+    # The killed export's folder went with the next export; this failed one removed its own.
+    assert sorted(os.listdir(export_dir)) == ["1", "2"]
     assert hashlib.sha256(pathlib.Path(tiny_export["path"], "saved_model.pb").read_bytes()).hexdigest() \
         == digest
     assert export.next_version(export_dir) == 3
@@ -218,3 +219,42 @@ def test_metadata_travels_inside_the_saved_model(tiny_export):
     assert [s.decode() for s in loaded.synsets.numpy()] == fx.SYNSETS
     stats = np.load(os.path.join(tiny_export["data_dir"], "stats.npz"))
     np.testing.assert_allclose(loaded.mean_image.numpy(), stats["mean_image"], rtol=1e-6)
+
+
+def test_a_killed_exports_temporary_folder_is_removed_by_the_next_not_a_live_ones(tmp_path):
+    from keras_alexnet import locking
+    export_dir = str(tmp_path / "models")
+    abandoned = os.path.join(export_dir, ".tmp-3-0badc0de")  # its export was killed (kill -9)
+    live = os.path.join(export_dir, ".tmp-4-00c0ffee")  # an export still writing
+    os.makedirs(os.path.join(abandoned, "variables"))
+    os.makedirs(live)
+    held = locking.hold_folder(live)
+    try:
+        assert export.remove_abandoned_temporaries(export_dir) == [abandoned]
+        assert sorted(os.listdir(export_dir)) == [".tmp-4-00c0ffee"]
+    finally:
+        held.release()
+
+
+def test_a_bad_image_in_a_batch_request_is_named_by_its_index(tiny_export):
+    serve = tf.saved_model.load(tiny_export["path"]).signatures["serving_default"]
+    good = fx.encode(fx.picture(90, 100, seed=1))
+    for bad, message in ((b"", r"image_bytes\[2\] is empty"),
+                         (b"this is not an image", r"image_bytes\[2\] is not an image")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            serve(image_bytes=tf.constant([good, good, bad, good]))
+    assert serve(image_bytes=tf.constant([good]))["probabilities"].shape == (1, 4)
+
+
+def test_an_empty_request_batch_gives_an_empty_result(tiny_export):
+    loaded = tf.saved_model.load(tiny_export["path"])
+    for name in ("serving_default", "ten_crop"):
+        out = loaded.signatures[name](image_bytes=tf.constant([], tf.string))
+        assert out["probabilities"].shape == (0, 4) and out["class_names"].shape == (0, 4)
+
+
+def test_an_export_dir_under_a_file_is_a_sentence(tiny_export, tmp_path):
+    (tmp_path / "file").write_text("x")
+    restored = fx.restored_run(tiny_export["model"], tiny_export["data_dir"])
+    with pytest.raises(FileExistsError, match="file is a file, not a folder"):
+        export.export_run(restored, str(tmp_path / "file" / "models"), num_warmup_images=0)

@@ -212,3 +212,94 @@ def test_bad_config_fails_fast_naming_the_field(data_dir, tmp_path, change, mess
     with pytest.raises((config_lib.ConfigError, FileNotFoundError), match=message):
         train.train_and_evaluate(tiny_config(data_dir, change), str(workdir))
     assert not (workdir / "config.json").exists()  # nothing written
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(data_dir, tmp_path_factory):
+    """A finished 1-epoch run with checkpoints at steps 2, 4 and 6 (copied by the tests below)."""
+    workdir = str(tmp_path_factory.mktemp("one") / "work")
+    config = tiny_config(data_dir, {"num_epochs": 1, "eval.ten_crop": False,
+                                    "checkpoint.every_steps": 2})
+    train.train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def _copy(workdir, tmp_path):
+    import shutil
+    copy = str(tmp_path / "work")
+    shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns(".lock"))
+    return copy
+
+
+def test_training_resumes_from_the_newest_readable_checkpoint(one_epoch_run, tmp_path, capsys):
+    config, original = one_epoch_run
+    workdir = _copy(original, tmp_path)
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    assert latest.endswith("ckpt-6")
+    with open(latest + ".index", "r+b") as f:
+        f.truncate(20)  # corrupt
+    result = train.train_and_evaluate(tiny_config(config.input.data_dir, {
+        "num_epochs": 2, "eval.ten_crop": False, "checkpoint.every_steps": 2}), workdir)
+    err = capsys.readouterr()
+    assert "ckpt-6 is unreadable" in err.err and "Resuming from" in err.err
+    assert "ckpt-4 at step 4, epoch 0" in err.out
+    assert result["step"] == 2 * STEPS_PER_EPOCH
+    assert _latest_state(workdir) == (2 * STEPS_PER_EPOCH, 2)
+
+
+def test_a_run_without_readable_checkpoints_is_refused_not_restarted(one_epoch_run, tmp_path):
+    import shutil
+    config, original = one_epoch_run
+    workdir = _copy(original, tmp_path)
+    shutil.rmtree(os.path.join(workdir, "checkpoints"))
+    shutil.rmtree(os.path.join(workdir, "best"))
+    before = {name: open(os.path.join(workdir, name)).read() for name in ("config.json", "metrics.jsonl")}
+    with pytest.raises(config_lib.ConfigError, match="holds a run that saved checkpoints, but none "
+                                                     "can be read"):
+        train.train_and_evaluate(config, workdir)
+    assert {name: open(os.path.join(workdir, name)).read() for name in before} == before
+    assert not os.path.exists(os.path.join(workdir, "checkpoints", "checkpoint"))
+
+
+def test_relative_paths_work_from_anywhere_and_a_moved_workdir_resumes_and_exports(
+        one_epoch_run, tmp_path, monkeypatch):
+    import shutil
+    from keras_alexnet.serving import export
+    config, _ = one_epoch_run
+    data_dir = config.input.data_dir
+    os.symlink(data_dir, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    relative = tiny_config("data", {"num_epochs": 1, "eval.ten_crop": False})
+    train.train_and_evaluate(relative, "runs/a")  # both paths relative to this directory
+    with open(os.path.join("runs", "a", "config.json")) as f:
+        assert json.load(f)["input"]["data_dir"] == str(tmp_path / "data")
+    shutil.move(str(tmp_path / "runs" / "a"), str(tmp_path / "moved"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    workdir = str(tmp_path / "moved")
+    # The same run, asked for from another directory by absolute path: resumed, not refused.
+    longer = train.train_and_evaluate(
+        tiny_config(str(tmp_path / "data"), {"num_epochs": 2, "eval.ten_crop": False}), workdir)
+    assert longer["step"] == 2 * STEPS_PER_EPOCH
+    path = export.export_from_workdir(workdir, "models", num_warmup_images=1)
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+
+
+def test_a_truncated_shard_is_named(data_dir, tmp_path):
+    import shutil
+    copy = str(tmp_path / "data")
+    shutil.copytree(data_dir, copy)
+    shard = os.path.join(copy, "train-00001-of-00002")
+    with open(shard, "r+b") as f:
+        f.truncate(os.path.getsize(shard) - 1000)
+    with pytest.raises(config_lib.ConfigError, match=f"{shard}: cut short"):
+        train.train_and_evaluate(tiny_config(copy, {"num_epochs": 1}), str(tmp_path / "work"))
+
+
+def test_an_unknown_config_field_is_named(data_dir, tmp_path):
+    config = tiny_config(data_dir)
+    with config.unlocked():
+        config.optimizer.learning_rat = 0.1  # a typo: silently ignored until now
+    with pytest.raises(config_lib.ConfigError, match="config.optimizer.learning_rat: unknown field"):
+        train.train_and_evaluate(config, str(tmp_path / "work"))

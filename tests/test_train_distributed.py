@@ -109,10 +109,13 @@ def test_two_multi_worker_processes_train_and_agree(data_dir, tmp_path):
                                     "distribution.strategy": "multi_worker"})
     workdir = str(tmp_path / "work")
     procs = []
+    scratch = tmp_path / "tmp"  # the workers' temporary folders go here (TMPDIR)
+    scratch.mkdir()
+    (scratch / "alexnet-worker-killed").mkdir()  # left by a worker killed in an earlier run
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(start_training(config, workdir, result_path=str(tmp_path / f"result{index}.json"),
-                                    env={"TF_CONFIG": tf_config}))
+                                    env={"TF_CONFIG": tf_config, "TMPDIR": str(scratch)}))
     outputs = []
     try:
         for proc in procs:
@@ -131,5 +134,39 @@ def test_two_multi_worker_processes_train_and_agree(data_dir, tmp_path):
     # Only the chief (worker 0) wrote into the workdir.
     assert len(read_events(workdir, "eval")) == 1
     assert os.path.exists(os.path.join(workdir, "checkpoints", "checkpoint"))
-    assert sorted(os.listdir(workdir)) == ["best", "checkpoints", "config.json", "metrics.jsonl",
-                                           "tensorboard"]
+    assert sorted(os.listdir(workdir)) == [".lock", "best", "checkpoints", "config.json",
+                                           "metrics.jsonl", "tensorboard"]
+    # The other worker's temporary folder is gone, and so is the one a killed worker left.
+    assert not [n for n in os.listdir(scratch) if n.startswith("alexnet-worker-")]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(data_dir, tmp_path):
+    import signal
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    config = tiny_config(data_dir, {"num_epochs": 1000, "eval.ten_crop": False,
+                                    "checkpoint.every_steps": 100000,
+                                    "distribution.strategy": "multi_worker"})
+    workdir = str(tmp_path / "work")
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(start_training(config, workdir, result_path=str(tmp_path / f"result{index}.json"),
+                                    env={"TF_CONFIG": tf_config}))
+    outputs = []
+    try:
+        wait_for(lambda: read_events(workdir, "train"), 400, procs[0], "training to start")
+        procs[1].send_signal(signal.SIGTERM)  # the worker that does not write
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=120)[0])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out[-3000:]
+    results = [json.loads((tmp_path / f"result{i}.json").read_text()) for i in range(2)]
+    assert results[0] == results[1] and results[0]["status"] == "preempted"
+    preempted = read_events(workdir, "preempted")
+    assert len(preempted) == 1 and preempted[0]["step"] == results[0]["step"]

@@ -3,6 +3,7 @@
 Both run training in a child process (bin/train or train_and_evaluate) and
 interrupt it from here.
 """
+import json
 import os
 import signal
 import subprocess
@@ -85,3 +86,111 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data_dir, tmp_path):
     step, _, _ = _state(workdir)
     assert step == preempted[0]["step"] > 0  # the checkpoint holds the step it stopped at
     assert "epoch 1/1000" in out  # the progress bar was shown
+
+
+# A run that sends itself a signal at a chosen point: inside the train step's Nth call (the
+# worst case for the loop: the step was already under way), or in the Nth evaluation batch.
+SIGNAL_RUNNER = r"""
+import json, os, signal, sys, time
+import ml_collections
+from keras_alexnet.training import steps, train
+config_path, workdir, out, signame, where, call = sys.argv[1:]
+config = ml_collections.ConfigDict(json.load(open(config_path)))
+calls, sent = [], {}
+
+def send():
+    sent["time"] = time.time()
+    os.kill(os.getpid(), getattr(signal, signame))
+
+def wrapping(make):
+    def make_wrapped(*args, **kwargs):
+        step = make(*args, **kwargs)
+        def wrapped(*a, **k):
+            result = step(*a, **k)
+            calls.append(1)
+            if len(calls) == int(call):
+                send()
+            return result
+        return wrapped
+    return make_wrapped
+
+if where == "train":
+    steps.make_train_step = wrapping(steps.make_train_step)
+else:
+    steps.make_eval_step = wrapping(steps.make_eval_step)
+result = train.train_and_evaluate(config, workdir)
+json.dump(dict(result=result, sent=sent.get("time"), ended=time.time()), open(out, "w"))
+"""
+
+
+def _run_with_signal(config, workdir, tmp_path, signame, where, call):
+    config_path = tmp_path / "signal-config.json"
+    config_path.write_text(config.to_json())
+    out = tmp_path / "signal-result.json"
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_RUNNER, str(config_path), workdir, str(out),
+                           signame, where, str(call)], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame,call,saved_at", [
+    ("SIGTERM", 3, 3),   # mid-epoch: saved at the step the signal came in, not one later
+    ("SIGINT", 3, 3),    # Ctrl-C: the same, not a KeyboardInterrupt traceback
+    ("SIGTERM", 6, 6),   # the epoch's last step: saved before the validation pass, skipping it
+])
+def test_a_signal_saves_within_the_step_it_arrives_in(data_dir, tmp_path, signame, call, saved_at):
+    config = tiny_config(data_dir, {"num_epochs": 2, "eval.ten_crop": False,
+                                    "checkpoint.every_steps": 1000})
+    workdir = str(tmp_path / "work")
+    run, stderr = _run_with_signal(config, workdir, tmp_path, signame, "train", call)
+    assert run["result"] == {"status": "preempted", "step": saved_at, "epoch": 0}
+    assert "Traceback" not in stderr and f"stopped by {signame} at step {saved_at}" in stderr
+    assert _state(workdir)[:2] == (saved_at, 0)
+    assert [e["step"] for e in read_events(workdir, "preempted")] == [saved_at]
+    assert read_events(workdir, "eval") == []  # no validation pass after the signal
+    if call == STEPS_PER_EPOCH:
+        # The resumed run does the skipped validation first, then the second epoch.
+        resumed = start_training(config, workdir)
+        out, _ = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, out[-3000:]
+        assert [(e["epoch"], e["step"]) for e in read_events(workdir, "eval")] == [
+            (1, STEPS_PER_EPOCH), (2, 2 * STEPS_PER_EPOCH)]
+        assert _state(workdir)[:2] == (2 * STEPS_PER_EPOCH, 2)
+
+
+@pytest.mark.slow
+def test_a_signal_during_validation_stops_it_and_resume_redoes_it(data_dir, tmp_path):
+    config = tiny_config(data_dir, {"num_epochs": 1, "eval.ten_crop": False,
+                                    "checkpoint.every_steps": 1000})
+    workdir = str(tmp_path / "work")
+    run, _ = _run_with_signal(config, workdir, tmp_path, "SIGTERM", "eval", 1)
+    assert run["result"] == {"status": "preempted", "step": STEPS_PER_EPOCH, "epoch": 0}
+    assert read_events(workdir, "eval") == []
+    assert read_events(workdir, "preempted")[0]["where"] == "during validation"
+    resumed = start_training(config, workdir)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out[-3000:]
+    assert [e["epoch"] for e in read_events(workdir, "eval")] == [1]
+    assert _state(workdir)[:2] == (STEPS_PER_EPOCH, 1)
+
+
+@pytest.mark.slow
+def test_a_second_training_in_the_same_workdir_is_refused(data_dir, tmp_path):
+    from keras_alexnet.training import train, workdir as workdir_lib
+    config = tiny_config(data_dir, {"num_epochs": 1000, "checkpoint.every_steps": 100000})
+    workdir = str(tmp_path / "work")
+    first = start_training(config, workdir)
+    try:
+        wait_for(lambda: read_events(workdir, "train"), 300, first, "training to start")
+        with pytest.raises(workdir_lib.WorkdirError, match=rf"in use by another training \(pid "
+                                                           rf"{first.pid} "):
+            train.train_and_evaluate(config, workdir)
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, out[-3000:]
+    assert len(read_events(workdir, "preempted")) == 1  # the first run, undisturbed

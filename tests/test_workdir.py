@@ -82,3 +82,183 @@ def test_config_json_written_before_dropout_scaling_reads_as_inverted(tmp_path):
     fresh.input.data_dir = "/data"
     workdir_lib.write_config(fresh, str(tmp_path / "new"))
     assert workdir_lib.read_config(str(tmp_path / "new"))["model"]["dropout_scaling"] == "paper"
+
+
+# -- a bad latest checkpoint, a broken state file, a run without checkpoints (issue 9, item 7) ---
+
+def _three_checkpoints(workdir):
+    """checkpoints/ckpt-4, -8 and -12 of a step variable and a weight, as the trainer saves them."""
+    step, weight = tf.Variable(0, dtype=tf.int64), tf.Variable(tf.zeros([64, 64]))
+    checkpoint = tf.train.Checkpoint(step=step, weight=weight)
+    manager = tf.train.CheckpointManager(checkpoint, workdir_lib.checkpoints_dir(workdir), 3)
+    for n in (4, 8, 12):
+        step.assign(n)
+        weight.assign(tf.fill([64, 64], float(n)))
+        manager.save(checkpoint_number=n)
+    step.assign(0)
+    weight.assign(tf.zeros([64, 64]))
+    return checkpoint, step, weight
+
+
+def _ckpt(workdir, n):
+    return os.path.join(workdir_lib.checkpoints_dir(workdir), f"ckpt-{n}")
+
+
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_newest_readable(tmp_path):
+    import glob
+    import io
+    workdir = str(tmp_path)
+    checkpoint, step, weight = _three_checkpoints(workdir)
+    data = glob.glob(_ckpt(workdir, 12) + ".data-*")[0]
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)  # a copy cut short, a full disk
+    said = io.StringIO()
+    assert workdir_lib.restore_latest(checkpoint, workdir, stream=said) == _ckpt(workdir, 8)
+    assert int(step) == 8 and float(weight[0, 0]) == 8.0
+    assert "ckpt-12 is unreadable" in said.getvalue()
+    assert f"Resuming from {_ckpt(workdir, 8)}, the newest readable checkpoint" in said.getvalue()
+    # The state file now names the one the run goes on from.
+    assert tf.train.latest_checkpoint(workdir_lib.checkpoints_dir(workdir)) == _ckpt(workdir, 8)
+
+
+def test_a_deleted_latest_checkpoint_is_not_a_restart_at_step_0(tmp_path):
+    workdir = str(tmp_path)
+    checkpoint, step, _ = _three_checkpoints(workdir)
+    for path in tf.io.gfile.glob(_ckpt(workdir, 12) + ".*"):
+        os.remove(path)  # the state file still names ckpt-12
+    assert tf.train.latest_checkpoint(workdir_lib.checkpoints_dir(workdir)) is None  # TF: step 0
+    import io
+    said = io.StringIO()
+    assert workdir_lib.restore_latest(checkpoint, workdir, stream=said) == _ckpt(workdir, 8)
+    assert int(step) == 8
+    assert "ckpt-12, the latest checkpoint" in said.getvalue() and "is missing" in said.getvalue()
+
+
+@pytest.mark.parametrize("content", ["", "not a state file {{{\n", "\x00\x01garbage"])
+def test_a_corrupt_or_empty_state_file_is_a_sentence_not_a_traceback(tmp_path, content):
+    import io
+    workdir = str(tmp_path)
+    checkpoint, step, _ = _three_checkpoints(workdir)
+    state = os.path.join(workdir_lib.checkpoints_dir(workdir), "checkpoint")
+    with open(state, "w") as f:
+        f.write(content)
+    said = io.StringIO()
+    assert workdir_lib.restore_latest(checkpoint, workdir, stream=said) == _ckpt(workdir, 12)
+    assert int(step) == 12
+    assert f"{state} is" in said.getvalue()
+    # bin/export and bin/evaluate's --checkpoint=latest too: the newest file, said so.
+    with open(state, "w") as f:
+        f.write(content)
+    assert workdir_lib.checkpoint_path(workdir, "latest") == _ckpt(workdir, 12)
+
+
+def test_a_run_whose_checkpoints_are_all_gone_is_refused(tmp_path):
+    import shutil
+    workdir = str(tmp_path)
+    checkpoint, _, _ = _three_checkpoints(workdir)
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.write('{"event": "train", "step": 2}\n{"event": "checkpoint", "step": 4}\n')
+    for n in (4, 8, 12):
+        for path in tf.io.gfile.glob(_ckpt(workdir, n) + ".data-*"):
+            with open(path, "r+b") as f:
+                f.truncate(10)
+    with pytest.raises(workdir_lib.WorkdirError, match="none can be read.*ckpt-12 is unreadable.*"
+                                                       "Refusing to restart it from step 0"):
+        workdir_lib.restore_latest(checkpoint, workdir, stream=None)
+    shutil.rmtree(workdir_lib.checkpoints_dir(workdir))  # deleted by hand
+    with pytest.raises(workdir_lib.WorkdirError, match="hold no checkpoint. Refusing"):
+        workdir_lib.restore_latest(checkpoint, workdir, stream=None)
+    # A run stopped before its first checkpoint has nothing to lose: it starts (again).
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.write('{"event": "train", "step": 2}\n')
+    assert workdir_lib.restore_latest(checkpoint, workdir, stream=None) is None
+
+
+def test_best_checkpoint_is_a_fallback_too(tmp_path):
+    import shutil
+    workdir = str(tmp_path)
+    checkpoint, step, _ = _three_checkpoints(workdir)
+    step.assign(8)
+    tf.train.CheckpointManager(checkpoint, workdir_lib.best_dir(workdir), 1).save(checkpoint_number=8)
+    shutil.rmtree(workdir_lib.checkpoints_dir(workdir))
+    step.assign(0)
+    assert workdir_lib.restore_latest(checkpoint, workdir, stream=None).endswith("best/ckpt-8")
+    assert int(step) == 8
+
+
+# -- the workdir lock (item 8) -------------------------------------------------------------------
+
+def test_one_training_at_a_time_per_workdir_and_a_killed_one_leaves_it_unlocked(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    workdir = str(tmp_path / "run")
+    with workdir_lib.lock(workdir):
+        with pytest.raises(workdir_lib.WorkdirError, match=r"in use by another training \(pid "
+                                                           rf"{os.getpid()} on "):
+            workdir_lib.lock(workdir)
+    with workdir_lib.lock(workdir):  # released on exit
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from keras_alexnet.training import workdir; "
+         "workdir.lock(sys.argv[1]); print('locked', flush=True); time.sleep(300)", workdir],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(workdir_lib.WorkdirError, match=f"pid {holder.pid} "):
+            workdir_lib.lock(workdir)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    with workdir_lib.lock(workdir):  # the kernel released the dead process's lock
+        pass
+
+
+def test_a_workdir_under_a_file_is_a_sentence(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(workdir_lib.WorkdirError, match="file is a file, not a folder"):
+        workdir_lib.lock(str(tmp_path / "file" / "run"))
+
+
+# -- paths in config.json (item 11) --------------------------------------------------------------
+
+def test_config_json_stores_an_absolute_data_dir_and_never_the_workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    config = config_lib.get_config()
+    config.input.data_dir = "data"
+    stored = workdir_lib.config_to_store(config)
+    assert stored.input.data_dir == str(tmp_path / "data")
+    assert config.input.data_dir == "data"  # the caller's config is left as it was
+    demo = config_lib.get_config()
+    demo.input.demo = True
+    assert workdir_lib.config_to_store(demo).input.data_dir == ""  # the demo: WORKDIR/demo_data
+    workdir_lib.write_config(stored, "run")
+    monkeypatch.chdir("/")
+    assert workdir_lib.stored_data_dir(workdir_lib.read_config(str(tmp_path / "run")),
+                                       str(tmp_path / "run")) == str(tmp_path / "data")
+
+
+def test_config_json_of_older_runs_still_resumes(tmp_path, monkeypatch):
+    """Older config.json files hold data_dir as given: relative, or WORKDIR/demo_data."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    old = config_lib.get_config()
+    old.input.data_dir = "data"
+    workdir_lib.write_config(old, "run")
+    config = workdir_lib.config_to_store(old)
+    assert workdir_lib.check_workdir(config, "run") is True  # the same folder
+    demo = config_lib.get_config()
+    demo.input.demo = True
+    demo.input.data_dir = "old/place/run/demo_data"
+    workdir_lib.write_config(demo, "moved")
+    demo.input.data_dir = ""
+    assert workdir_lib.check_workdir(workdir_lib.config_to_store(demo), "moved") is True
+    assert workdir_lib.stored_data_dir(workdir_lib.read_config("moved"), "moved") == \
+        os.path.join("moved", "demo_data")
+    monkeypatch.chdir("/")
+    with pytest.raises(FileNotFoundError, match="'data' is a relative path .* pass --data_dir"):
+        workdir_lib.stored_data_dir(workdir_lib.read_config(str(tmp_path / "run")),
+                                    str(tmp_path / "run"))

@@ -15,6 +15,19 @@ def run_app(main, module_name, doc):
     for flag in flags.FLAGS.get_flags_for_module(module_name):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
+    def parse_flags(argv):
+        try:
+            return app.parse_flags_with_usage(argv)
+        except (AttributeError, KeyError) as e:  # ml_collections: --config.FIELD it does not have
+            flag, field = _unknown_config_override(argv)
+            hint = str(e).strip("\"' ")
+            hint = hint[hint.index("Did you mean"):].strip("\"' ") if "Did you mean" in hint else ""
+            sys.stderr.write(f"FATAL Flags parsing error: {flag}: the config has no field "
+                             f"{field!r}{' (' + hint + ')' if hint else ''}; "
+                             "keras_alexnet/config.py lists every field\n"
+                             "Pass --helpshort or --helpfull to see help on flags.\n")
+            sys.exit(1)
+
     def quiet_main(argv):
         # Results and progress go to stdout; absl/TensorFlow INFO lines (checkpoint
         # sharding timings and the like) only with an explicit --verbosity=0.
@@ -22,4 +35,25 @@ def run_app(main, module_name, doc):
             logging.set_verbosity(logging.WARNING)
         return main(argv)
 
-    app.run(quiet_main)
+    app.run(quiet_main, flags_parser=parse_flags)
+
+
+def _unknown_config_override(argv):
+    """(flag, dotted field) of the first --config.a.b=... override naming no field of the config."""
+    try:
+        config = flags.FLAGS["config"].value  # None while its overrides are being parsed
+    except KeyError:
+        config = None
+    if config is None:  # every config file starts from the base config
+        from keras_alexnet import config as config_lib
+        config = config_lib.get_config()
+    for arg in argv[1:]:
+        if not arg.startswith("--config."):
+            continue
+        name = arg.split("=", 1)[0]
+        path, node = name[len("--config."):].split("."), config
+        for i, part in enumerate(path):
+            if node is None or not hasattr(node, "keys") or part not in node:
+                return name, ".".join(path[:i + 1])
+            node = node[part]
+    return "--config.*", "?"

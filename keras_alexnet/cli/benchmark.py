@@ -20,19 +20,23 @@ from absl import app, flags
 from keras_alexnet.cli import run_app
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch_size", 64, "Images per step (serve: per throughput batch).")
+flags.DEFINE_integer("batch_size", 64, "Images per step (serve: per throughput batch).",
+                     lower_bound=1)
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Keras mixed-precision policy (train, infer, memory).")
-flags.DEFINE_integer("steps", 5, "Timed steps (serve: batches per system per round).")
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, allocation).")
-flags.DEFINE_integer("image_size", 227, "Input side in pixels.")
-flags.DEFINE_integer("num_classes", 1000, "Size of fc8.")
+flags.DEFINE_integer("steps", 5, "Timed steps (serve: batches per system per round).",
+                     lower_bound=1)
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, allocation).", lower_bound=0)
+flags.DEFINE_integer("image_size", 227, "Input side in pixels (at least 67, the smallest "
+                     "AlexNet input).", lower_bound=67)
+flags.DEFINE_integer("num_classes", 1000, "Size of fc8.", lower_bound=2)
 flags.DEFINE_string("data", None, "input: TFRecord file pattern (training split).")
 flags.DEFINE_string("saved_model", None, "serve: model base path or SavedModel.")
 flags.DEFINE_string("images", None, "serve: image files (glob); default: synthetic pictures.")
-flags.DEFINE_integer("num_images", 64, "serve: distinct images used (cycled).")
-flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per round.")
-flags.DEFINE_integer("rounds", 3, "serve: alternating rounds.")
+flags.DEFINE_integer("num_images", 64, "serve: distinct images used (cycled).", lower_bound=1)
+flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per round.",
+                     lower_bound=1)
+flags.DEFINE_integer("rounds", 3, "serve: alternating rounds.", lower_bound=1)
 
 WHAT = ("train", "infer", "input", "serve", "memory")
 
@@ -52,6 +56,15 @@ def _rate(what):
 
 
 def main(argv):
+    try:
+        _main(argv)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        # A pattern matching no shards, a --saved_model that is not one, an unwritable path.
+        sys.stderr.write(f"bin/benchmark: error: {getattr(e, 'message', None) or e}\n")
+        sys.exit(1)
+
+
+def _main(argv):
     if len(argv) != 2 or argv[1] not in WHAT:
         raise app.UsageError(f"usage: benchmark {{{'|'.join(WHAT)}}} [--flags]")
     what = argv[1]
@@ -62,11 +75,7 @@ def main(argv):
             raise app.UsageError("benchmark serve needs --saved_model=PATH (a random model is "
                                  "exported there if it holds none)")
         from keras_alexnet.benchmarks import serving
-        try:
-            images = serving.read_images(FLAGS.images, FLAGS.num_images)
-        except FileNotFoundError as e:
-            sys.stderr.write(f"bin/benchmark: error: {e}\n")
-            sys.exit(1)
+        images = serving.read_images(FLAGS.images, FLAGS.num_images)
         print(json.dumps({"system": "keras_alexnet", "what": what, **serving.serving_benchmark(
             FLAGS.saved_model, images, requests=FLAGS.requests, batches=FLAGS.steps,
             batch_size=FLAGS.batch_size, rounds=FLAGS.rounds)}))

@@ -22,7 +22,7 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "With --workdir: best, l
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "With --workdir: folder with labels.txt and "
                                 "stats.npz (default: the run's config.input.data_dir).")
 _TEN_CROP = flags.DEFINE_bool("ten_crop", False, "The paper's ten patches, softmax averaged.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per step.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per step.", lower_bound=1)
 _JSON = flags.DEFINE_bool("json", False, "Also print the result as one JSON line.")
 flags.mark_flags_as_required(["data"])
 

@@ -22,9 +22,10 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with labels.txt and stats.npz "
                                 "(default: the run's config.input.data_dir).")
 _VERSION = flags.DEFINE_integer("version", None, "Version number (default: newest + 1); "
-                                "an existing version is an error.")
+                                "an existing version is an error.", lower_bound=0)
 _WARMUP = flags.DEFINE_integer("num_warmup_images", 4, "Validation images in the TF Serving "
-                               "warmup requests (synthetic pictures when there are none).")
+                               "warmup requests (synthetic pictures when there are none).",
+                               lower_bound=0)
 _MODEL_NAME = flags.DEFINE_string("model_name", None, "Model name in the warmup requests "
                                   "(default: the export_dir's last component).")
 flags.mark_flags_as_required(["workdir", "export_dir"])

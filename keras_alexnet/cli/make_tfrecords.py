@@ -19,12 +19,14 @@ flags.DEFINE_string("source", "imagefolder", "imagefolder | ilsvrc2010 | ilsvrc2
 flags.DEFINE_string("input_dir", None, "Image folder or ILSVRC root (not used by tfds:NAME).")
 flags.DEFINE_string("output_dir", None, "Folder for shards, labels.txt, stats.npz, reports.")
 flags.DEFINE_enum("split", "train", ["train", "validation", "test"], "Which split to write.")
-flags.DEFINE_integer("num_shards", None, "Shards for this split (default: ~1250 images each, 8..1024).")
-flags.DEFINE_integer("num_workers", None, "Worker processes (default: all cores).")
+flags.DEFINE_integer("num_shards", None, "Shards for this split (default: ~1250 images each, 8..1024).",
+                     lower_bound=1)
+flags.DEFINE_integer("num_workers", None, "Worker processes (default: all cores).", lower_bound=1)
 flags.DEFINE_integer("resize", 256, "Shorter side to this, central square crop, re-encode; "
-                     "0 keeps the original bytes of RGB JPEGs.")
-flags.DEFINE_integer("quality", 90, "JPEG quality of re-encoded images.")
-flags.DEFINE_integer("stats_size", 256, "With --resize 0: side of the mean image.")
+                     "0 keeps the original bytes of RGB JPEGs.", lower_bound=0)
+flags.DEFINE_integer("quality", 90, "JPEG quality of re-encoded images (1-100).",
+                     lower_bound=1, upper_bound=100)
+flags.DEFINE_integer("stats_size", 256, "With --resize 0: side of the mean image.", lower_bound=1)
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir for --source tfds:NAME (already prepared).")
 flags.DEFINE_string("devkit_dir", None, "ILSVRC devkit folder (default: searched under --input_dir).")
 flags.DEFINE_string("class_names", None, "imagefolder: file of 'wnid name' lines for labels.txt "
@@ -39,6 +41,7 @@ def main(argv):
     if not FLAGS.input_dir and not FLAGS.source.startswith("tfds:"):
         raise app.UsageError("--input_dir is required for --source " + FLAGS.source)
     from keras_alexnet.data import convert
+    from keras_alexnet.data.shard_writer import WorkerDied
     from keras_alexnet.data.sources import SourceError
     try:
         convert.convert(FLAGS.source, FLAGS.input_dir, FLAGS.output_dir, split=FLAGS.split,
@@ -49,6 +52,9 @@ def main(argv):
     except (SourceError, convert.OutputError) as e:
         sys.stderr.write(f"make_tfrecords: error: {e}\n")
         sys.exit(2)
+    except WorkerDied as e:
+        sys.stderr.write(f"\nmake_tfrecords: error: {e}\n")
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("\nmake_tfrecords: interrupted; complete shards are kept, "
                          "run the same command again to finish\n")

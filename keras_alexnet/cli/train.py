@@ -4,7 +4,8 @@
     bin/train --config=configs/paper_ilsvrc2012.py --config.input.data_dir=DIR --workdir=RUN \
         --config.optimizer.learning_rate=0.02
 
-Re-running the same command resumes from WORKDIR's latest checkpoint.
+Re-running the same command resumes from WORKDIR's latest checkpoint. SIGTERM or Ctrl-C
+saves a checkpoint after the current step and stops; one bin/train at a time per workdir.
 """
 import os
 import sys
@@ -32,6 +33,10 @@ def main(argv):
     except (config.ConfigError, FileNotFoundError, train.NonFiniteLossError) as e:
         sys.stderr.write(f"bin/train: error: {e}\n")
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C twice: the first one saves, the second does not wait
+        sys.stderr.write("\nbin/train: interrupted before the checkpoint was saved; the run "
+                         "resumes from its last checkpoint\n")
+        sys.exit(130)
 
 
 def run():

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from keras_alexnet import locking
 from keras_alexnet import progress as progress_lib
 from keras_alexnet.data import layout, shard_writer
 from keras_alexnet.data import stats as stats_lib
@@ -79,6 +80,15 @@ def _report(out, split, names, found, seconds, converted):
     return summary
 
 
+def _remove_shards(out, names):
+    """Removes shards and their partial results: a split without one image has no shards."""
+    for name in names:
+        for path in (os.path.join(out, name), layout.part_path(out, name, "json"),
+                     layout.part_path(out, name, "npz")):
+            if os.path.exists(path):
+                os.remove(path)
+
+
 def merge_stats(out, names):
     """stats.npz from the shards' exact partial sums."""
     acc = None
@@ -99,13 +109,47 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
         raise SourceError(f"--split {split!r}: expected train, validation or test")
     if resize < 0 or (resize == 0 and stats_size <= 0):
         raise SourceError(f"--resize {resize}: expected 0 (keep) or a size in pixels")
+    if not 1 <= quality <= 100:
+        raise SourceError(f"--quality {quality}: expected a JPEG quality from 1 to 100")
+    if num_workers is not None and num_workers < 1:
+        raise SourceError(f"--num_workers {num_workers}: must be >= 1")
     src = open_source(source, input_dir, split, tfds_data_dir, devkit_dir, class_names)
+    for note in src.notes:
+        stream.write(f"{split}: {note}\n")
     found = len(src.items)
     num_shards = num_shards or shard_writer.default_num_shards(found)
     if num_shards < 1:
         raise SourceError(f"--num_shards {num_shards}: must be >= 1")
     out = os.path.abspath(output_dir)
-    os.makedirs(os.path.join(out, layout.PARTS_DIR), exist_ok=True)
+    try:
+        os.makedirs(os.path.join(out, layout.PARTS_DIR), exist_ok=True)
+        lock = locking.FileLock(os.path.join(out, layout.LOCK_FILENAME)).acquire()
+    except locking.Locked as e:
+        raise OutputError(f"--output_dir {out} is in use by another make_tfrecords ({e.holder}); "
+                          "two converters in one folder would overwrite each other's files: wait "
+                          "for it to end") from None
+    except OSError as e:
+        raise OutputError(f"--output_dir {output_dir}: cannot create it ({_os_reason(e)})") from None
+    with lock:
+        return _convert_locked(src, source, input_dir, out, split, num_shards, num_workers, resize,
+                               quality, stats_size, stream)
+
+
+def _os_reason(error):
+    """An OSError as a reason; says which part of the path is a file where a folder should be."""
+    if isinstance(error, (NotADirectoryError, FileExistsError)) and error.filename:
+        parent = str(error.filename)
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if parent and not os.path.isdir(parent):
+            return f"{parent} is a file, not a folder"
+    reason = error.strerror or str(error)
+    return f"{reason}: {error.filename}" if error.filename else reason
+
+
+def _convert_locked(src, source, input_dir, out, split, num_shards, num_workers, resize, quality,
+                    stats_size, stream):
+    found = len(src.items)
     classes = [list(c) for c in src.classes]
     settings = {"resize": resize, "quality": quality, "stats_size": resize or stats_size}
     entry = {"source": source, "input_dir": os.path.abspath(input_dir) if input_dir else None,
@@ -133,6 +177,12 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
     if tasks:
         progress.update(shard_writer.run_tasks(tasks, workers, progress), final=True)
     summary = _report(out, split, names, found, time.perf_counter() - start, todo)
+    if summary["written"] == 0:
+        _remove_shards(out, names)
+        reasons = ", ".join(f"{k}: {v}" for k, v in summary["skipped_by_reason"].items())
+        raise SourceError(f"{input_dir or source}: none of the {found} files is an image that "
+                          f"can be converted ({reasons}); no shards written, the files and "
+                          f"reasons are listed in {layout.report_paths(out, split)[1]}")
     if split == "train":
         stats = merge_stats(out, names)
         summary["stats"] = {"num_images": stats.num_images,

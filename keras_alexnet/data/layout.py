@@ -9,6 +9,7 @@ folder holds"):
     DATA/dataset.json                 the manifest: format, classes, settings, splits
     DATA/report-{split}.json / .tsv   totals, and every skipped file with its reason
     DATA/.parts/                      per-shard partial results, for resuming
+    DATA/.lock                        held by the make_tfrecords writing the folder
 
 Every file is written atomically (`atomic_output`): under a hidden temporary name,
 renamed when complete, so a reader never sees half a file and an interrupted
@@ -17,6 +18,7 @@ writer leaves the previous version (or nothing) in place.
 import contextlib
 import json
 import os
+import struct
 
 import tensorflow as tf
 
@@ -25,6 +27,7 @@ LABELS_FILENAME = "labels.txt"
 STATS_FILENAME = "stats.npz"
 MANIFEST_FILENAME = "dataset.json"
 PARTS_DIR = ".parts"
+LOCK_FILENAME = ".lock"  # held by the make_tfrecords writing the folder (locking.py)
 
 # The keys of the Inception/TPU ImageNet converters, so their TFRecords read too.
 # The writer (shard_writer.make_example) and the reader (input_pipeline) both use this dict.
@@ -66,6 +69,47 @@ def part_path(data_dir, shard_name, ext):
 def _in(path_or_dir, filename):
     path = str(path_or_dir)
     return os.path.join(path, filename) if tf.io.gfile.isdir(path) else path
+
+
+# -- damaged shards -----------------------------------------------------------------------------
+
+def tfrecord_damage(path):
+    """Why a TFRecord file is cut short or garbled, or None: walks its record headers only.
+
+    A record is [length u64][crc u32][data][crc u32]; a file that ends inside a record (a
+    copy cut short, a full disk) or whose length field is garbage shows here without reading
+    the images. (Flipped bits inside the data show only as a CRC error when read.)
+    """
+    with tf.io.gfile.GFile(path, "rb") as f:
+        size, offset, count = f.size(), 0, 0
+        while offset < size:
+            f.seek(offset)
+            header = f.read(12)
+            if len(header) < 12:
+                return (f"cut short: {size - offset} stray bytes after record {count} "
+                        f"(file size {size:,} bytes)")
+            length = struct.unpack("<Q", header[:8])[0]
+            end = offset + 12 + length + 4
+            if end > size:
+                return (f"cut short or corrupt: record {count} at byte {offset:,} claims "
+                        f"{length:,} bytes, the file ends at {size:,}")
+            offset, count = end, count + 1
+    return None
+
+
+def describe_data_loss(error, patterns):
+    """A sentence for a DataLossError of reading shards: which file, what is wrong, what to do."""
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(str(p))})
+    damaged = [(f, why) for f in files for why in [tfrecord_damage(f)] if why]
+    detail = (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
+    if not damaged:
+        return (f"a TFRecord shard is corrupt ({detail}); its record framing looks whole, so "
+                f"flipped bits inside a record are likely: check {len(files)} shards with "
+                "tf.data.TFRecordDataset, or re-run bin/make_tfrecords into a new folder")
+    names = "; ".join(f"{path}: {why}" for path, why in damaged[:5])
+    more = f" (and {len(damaged) - 5} more)" if len(damaged) > 5 else ""
+    return (f"damaged TFRecord shard{'s' if len(damaged) > 1 else ''}: {names}{more}. Delete "
+            "it and re-run the same bin/make_tfrecords command: it rewrites only missing shards")
 
 
 # -- atomic writes -----------------------------------------------------------------------------

@@ -9,8 +9,11 @@ stream one image at a time: memory does not grow with the dataset.
 import io
 import multiprocessing
 import os
+import pickle
+import queue
 import random
 import signal
+import traceback
 
 import numpy as np
 from PIL import Image
@@ -174,20 +177,106 @@ def split_into_shards(items, num_shards, shuffle):
     return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its shard (kill -9, the out-of-memory killer)."""
+
+
+def _exit_reason(exitcode):
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else -exitcode
+        hint = " (the out-of-memory killer sends it)" if -exitcode == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {exitcode}"
+
+
+def _worker_loop(tasks, results, counter):
+    """A worker process: shards from `tasks` until None; reports start, done or error on `results`."""
+    _init_worker(counter, ignore_interrupt=True)
+    pid = os.getpid()
+    for index, task in iter(tasks.get, None):
+        results.put(("start", pid, index, None))
+        try:
+            write_shard(task)
+        except BaseException as e:  # noqa: BLE001  sent to the parent, which raises it
+            try:
+                pickle.dumps(e)
+            except Exception:  # noqa: BLE001
+                e = RuntimeError(f"{type(e).__name__}: {e}")
+            try:
+                e.worker_traceback = traceback.format_exc()
+            except AttributeError:
+                pass
+            results.put(("error", pid, index, e))
+            return
+        results.put(("done", pid, index, None))
+
+
 def run_tasks(tasks, num_workers, progress):
-    """Runs write_shard over tasks (in-process when num_workers == 1), updating progress."""
-    counter = multiprocessing.get_context("spawn").Value("q", 0)
+    """Runs write_shard over tasks (in-process when num_workers == 1), updating progress.
+
+    Worker processes are watched: one that dies (kill -9, the out-of-memory killer) stops
+    the run with WorkerDied naming its shard, instead of waiting for it forever; the
+    shards already complete stay, and a re-run redoes the rest.
+    """
+    ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+    counter = ctx.Value("q", 0)
     if num_workers <= 1 or len(tasks) <= 1:
         _init_worker(counter)
         for task in tasks:
             write_shard(task)
             progress.update(counter.value)
         return counter.value
-    ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    with ctx.Pool(min(num_workers, len(tasks)), _init_worker, (counter, True)) as pool:
-        pending = pool.map_async(write_shard, tasks, chunksize=1)
-        while not pending.ready():
-            pending.wait(0.5)
+    task_queue, results = ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=_worker_loop, args=(task_queue, results, counter), daemon=True)
+             for _ in range(min(num_workers, len(tasks)))]
+    for index, task in enumerate(tasks):
+        task_queue.put((index, task))
+    for _ in procs:
+        task_queue.put(None)
+    for proc in procs:
+        proc.start()
+    running, done = {}, 0  # pid -> index of the shard it writes
+
+    def handle(message):
+        nonlocal done
+        kind, pid, index, error = message
+        if kind == "start":
+            running[pid] = index
+        elif kind == "done":
+            running.pop(pid, None)
+            done += 1
+        else:
+            raise error
+
+    try:
+        while done < len(tasks):
+            try:
+                handle(results.get(timeout=0.5))
+            except queue.Empty:
+                pass
             progress.update(counter.value)
-        pending.get()  # re-raises a worker's exception
+            dead = [p for p in procs if p.exitcode is not None and (p.exitcode != 0 or p.pid in running)]
+            if dead:
+                while True:  # what the dead worker said before dying
+                    try:
+                        handle(results.get(timeout=0.2))
+                    except queue.Empty:
+                        break
+                proc = dead[0]
+                if proc.pid in running or proc.exitcode != 0:
+                    index = running.get(proc.pid)
+                    shard = (f"while writing shard {tasks[index]['name']}" if index is not None
+                             else "before it started a shard")
+                    raise WorkerDied(f"worker process {proc.pid} {_exit_reason(proc.exitcode)} "
+                                     f"{shard}; {done} of {len(tasks)} shards of this run are "
+                                     "complete and kept: run the same command again to write "
+                                     "the rest")
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(5)
+        task_queue.cancel_join_thread()
+        results.cancel_join_thread()
     return counter.value

@@ -26,7 +26,8 @@ import re
 import numpy as np
 
 Item = collections.namedtuple("Item", "name path label")  # path: file, or "tfds:" + index
-Source = collections.namedtuple("Source", "classes items fingerprint tfds")
+# notes: things the user should hear about that are not errors (nested folders ignored).
+Source = collections.namedtuple("Source", "classes items fingerprint tfds notes", defaults=((),))
 
 SPLIT_FOLDERS = {
     "train": ("train", "ILSVRC{year}_img_train"),
@@ -62,14 +63,38 @@ def _class_folders(input_dir):
     return classes
 
 
+def _nested_folders(input_dir, classes):
+    """Folders inside the class folders: their files are not read (one level of classes)."""
+    nested = []
+    for wnid in classes:
+        folder = os.path.join(input_dir, wnid)
+        nested += [f"{wnid}/{n}/" for n in sorted(os.listdir(folder))
+                   if not n.startswith(".") and os.path.isdir(os.path.join(folder, n))]
+    return nested
+
+
 def _folder_items(input_dir, classes, label_of):
     items = []
     for wnid in classes:
         for name in _list_files(os.path.join(input_dir, wnid)):
             items.append(Item(f"{wnid}/{name}", os.path.join(input_dir, wnid, name), label_of[wnid]))
+    nested = _nested_folders(input_dir, classes)
     if not items:
-        raise SourceError(f"--input_dir {input_dir}: the class folders hold no files")
+        hint = (f"; the images are in subfolders ({', '.join(nested[:3])}): a class is one "
+                "folder of images, DIR/<class>/<image>, so point --input_dir one level lower or "
+                "flatten them" if nested else "")
+        raise SourceError(f"--input_dir {input_dir}: the class folders hold no files{hint}")
     return items
+
+
+def _nested_note(input_dir, classes):
+    nested = _nested_folders(input_dir, classes)
+    if not nested:
+        return ()
+    more = f" and {len(nested) - 5} more" if len(nested) > 5 else ""
+    return (f"ignoring {len(nested)} folders inside class folders of {input_dir} "
+            f"({', '.join(nested[:5])}{more}): images are read from DIR/<class>/ only, not from "
+            "deeper folders",)
 
 
 def read_class_names(path):
@@ -95,7 +120,8 @@ def imagefolder(input_dir, split, class_names=None):
     classes = _class_folders(input_dir)
     items = _folder_items(input_dir, classes, {c: i for i, c in enumerate(classes)})
     names = read_class_names(class_names) if class_names else {}
-    return Source([(c, names.get(c, c)) for c in classes], items, _fingerprint(items), None)
+    return Source([(c, names.get(c, c)) for c in classes], items, _fingerprint(items), None,
+                  _nested_note(input_dir, classes))
 
 
 def _find_one(input_dir, patterns, what, flag):
@@ -157,7 +183,9 @@ def ilsvrc(input_dir, split, year, devkit_dir=None):
             raise SourceError(f"{split_dir}: folders {unknown[:5]} are not ILSVRC-{year} classes "
                               f"in {meta_path}")
         items = _folder_items(split_dir, present, index_of)
+        notes = _nested_note(split_dir, present)
     else:
+        notes = ()
         truth_name = f"ILSVRC{year}_{split}_ground_truth.txt"
         truth_path = _find_one(search, [truth_name, "data/" + truth_name, "*/data/" + truth_name,
                                         "*/" + truth_name], truth_name, "pass --devkit_dir")
@@ -173,7 +201,7 @@ def ilsvrc(input_dir, split, year, devkit_dir=None):
             items.append(Item(name, os.path.join(split_dir, name), label_of_id[ilsvrc_id]))
         if not items:
             raise SourceError(f"{split_dir}: empty folder")
-    return Source(classes, items, _fingerprint(items), None)
+    return Source(classes, items, _fingerprint(items), None, notes)
 
 
 def tfds_source(name, split, data_dir):

@@ -8,13 +8,14 @@ two see the same pixels, so their errors agree.
 """
 import dataclasses
 import json
+import os
 import sys
 
 import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import evaluation, progress
-from keras_alexnet.data import input_pipeline
+from keras_alexnet.data import input_pipeline, layout
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.serving import export, restore
 
@@ -46,8 +47,44 @@ def count_errors(probabilities, labels, k=5):
     return int(np.sum(~top1)), int(np.sum(~topk))
 
 
-def _accumulate(batches, setting, stream):
+def check_labels(data, synsets, model_what, stream=sys.stderr):
+    """Refuses data whose labels.txt names other classes, or orders them otherwise, than the model.
+
+    The labels.txt beside the shards is compared with the model's synsets: with other
+    classes, or the same in another order, every label number means another class and the
+    errors would be meaningless. Without a labels.txt (TFRecords from elsewhere) it warns.
+    """
+    files = input_pipeline.list_shards(data)
+    folder = os.path.dirname(files[0])
+    path = os.path.join(folder, layout.LABELS_FILENAME)
+    synsets = [s.decode() if isinstance(s, bytes) else str(s) for s in synsets]
+    if not tf.io.gfile.exists(path):
+        if stream is not None:
+            stream.write(f"warning: no {layout.LABELS_FILENAME} beside {files[0]}: cannot check "
+                         f"that its labels mean the {len(synsets)} classes of {model_what}\n")
+        return
+    data_synsets = [wnid for wnid, _ in layout.load_labels(path)]
+    if data_synsets == synsets:
+        return
+    if len(data_synsets) != len(synsets):
+        what = f"{len(data_synsets)} classes, the model has {len(synsets)}"
+    else:
+        i = next(i for i, (a, b) in enumerate(zip(data_synsets, synsets)) if a != b)
+        what = f"label {i} is {data_synsets[i]} there, {synsets[i]} in the model"
+    raise ValueError(f"--data {data}: its labels ({path}) are not the labels of {model_what} "
+                     f"({what}); its error rates would be meaningless. Evaluate on data "
+                     "converted with the same classes.")
+
+
+def _accumulate(batches, setting, stream, data=None):
     """Result over (probabilities, labels) batches, with a progress line every few seconds."""
+    try:
+        return _accumulate_unchecked(batches, setting, stream)
+    except tf.errors.DataLossError as e:
+        raise ValueError(layout.describe_data_loss(e, [data] if data else [])) from None
+
+
+def _accumulate_unchecked(batches, setting, stream):
     result = Result(setting, 0, 0, 0)
     # No total: counting the records first would read the whole split twice.
     bar = progress.ProgressBar(None, title="evaluate", mode="lines" if stream else "none",
@@ -72,6 +109,7 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
                         data_dir=None, stream=sys.stderr):
     """Result of WORKDIR's checkpoint on the TFRecords matching `data`."""
     run = restore.restore_run(workdir, checkpoint, data_dir=data_dir)
+    check_labels(data, run.synsets, f"the run in {workdir}", stream)
     dataset = input_pipeline.make_dataset(
         data, batch_size, training=False, stats=stats_lib.load_stats(run.data_dir),
         image_size=run.image_size, label_offset=run.label_offset, ten_crop=ten_crop,
@@ -83,7 +121,8 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
         return evaluation.class_probabilities(lambda x: model(x, training=False), images)
 
     batches = ((probabilities(images).numpy(), labels.numpy()) for images, labels in dataset)
-    return _accumulate(batches, f"checkpoint {run.checkpoint_path}, {_patches(ten_crop)}", stream)
+    return _accumulate(batches, f"checkpoint {run.checkpoint_path}, {_patches(ten_crop)}", stream,
+                       data)
 
 
 def resolve_saved_model(path):
@@ -102,6 +141,7 @@ def evaluate_saved_model(saved_model, data, *, ten_crop=False, batch_size=64, st
     path = resolve_saved_model(saved_model)
     loaded = tf.saved_model.load(path)
     metadata = json.loads(loaded.metadata_json.numpy())
+    check_labels(data, loaded.synsets.numpy(), f"the export {path}", stream)
     signature = loaded.signatures["ten_crop" if ten_crop else "serving_default"]
     offset = int(metadata.get("label_offset", 0))
     files = input_pipeline.list_shards(data)
@@ -109,7 +149,7 @@ def evaluate_saved_model(saved_model, data, *, ten_crop=False, batch_size=64, st
     dataset = dataset.map(lambda r: input_pipeline.parse_example(r, offset)).batch(batch_size)
     batches = ((signature(image_bytes=images)["probabilities"].numpy(), labels.numpy())
                for images, labels in dataset)
-    return _accumulate(batches, f"export {path}, {_patches(ten_crop)}", stream)
+    return _accumulate(batches, f"export {path}, {_patches(ten_crop)}", stream, data)
 
 
 def format_table(results, data):

@@ -25,13 +25,14 @@ needs TensorFlow only (`tf.saved_model.load(path).signatures[...]`).
 """
 import json
 import os
+import shutil
 import uuid
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_alexnet import evaluation
+from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
 from keras_alexnet.data.preprocessing import central_crop, ten_crops
 from keras_alexnet.serving import preprocessing as prep
@@ -108,7 +109,7 @@ class ServingModule(tf.Module):
 
     def _preprocess_bytes(self, image_bytes):
         size = self.image_size
-        return tf.map_fn(self.preprocess, image_bytes,
+        return tf.map_fn(self.preprocess, check_request(image_bytes),
                          fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
     def _serve(self, image_bytes):
@@ -119,9 +120,40 @@ class ServingModule(tf.Module):
 
     def _ten_crop(self, image_bytes):
         size = self.image_size
-        crops = tf.map_fn(self.preprocess_ten_crops, image_bytes,
+        crops = tf.map_fn(self.preprocess_ten_crops, check_request(image_bytes),
                           fn_output_signature=tf.TensorSpec([10, size, size, 3], tf.float32))
         return self._outputs(self._probabilities(crops))
+
+
+# The formats the serving graph decodes, by their first bytes (tf.io.decode_image's list).
+_SIGNATURES = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG"), (0, b"GIF8"), (0, b"BM"), (8, b"WEBP"),
+               (0, b"\xff\x0a"), (3, b"\x0cJXL "))
+
+
+def check_request(image_bytes):
+    """image_bytes, after asserting that none is empty or of an unknown format.
+
+    A batch request with one bad image fails as a whole; the error then names that
+    image's index ("image_bytes[2] ..."), not only the decoder's complaint. Images whose
+    header is right but whose data is damaged still fail in the decoder, without an index.
+    """
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    empty = tf.equal(tf.strings.length(image_bytes), 0)
+    padded = tf.strings.join([image_bytes, tf.constant(b"\0" * 12)])  # substr needs the bytes
+    known = tf.zeros_like(empty)
+    for offset, magic in _SIGNATURES:
+        known = tf.logical_or(known, tf.equal(tf.strings.substr(padded, offset, len(magic)), magic))
+    checks = []
+    for bad, what in ((empty, "is empty (0 bytes)"),
+                      (tf.logical_and(tf.logical_not(empty), tf.logical_not(known)),
+                       "is not an image (JPEG, PNG, GIF, BMP, WebP)")):
+        # The first bad index (a sentinel keeps argmax defined on an empty batch).
+        index = tf.argmax(tf.concat([tf.cast(bad, tf.int32), [1]], 0), output_type=tf.int32)
+        checks.append(tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(bad)),
+            [tf.strings.format("image_bytes[{}] " + what, [index])], name="check_request"))
+    with tf.control_dependencies(checks):
+        return tf.identity(image_bytes)
 
 
 def list_versions(export_dir):
@@ -144,14 +176,20 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
     warmup_images: encoded image bytes for assets.extra/tf_serving_warmup_requests.
     extra_files: {name: text} written into assets.extra/ (labels, metadata for humans).
     """
-    tf.io.gfile.makedirs(export_dir)
+    _make_export_dir(export_dir)
+    remove_abandoned_temporaries(export_dir)
     version = next_version(export_dir) if version is None else int(version)
     final = os.path.join(export_dir, str(version))
     if tf.io.gfile.exists(final):
         raise FileExistsError(f"{final} exists; a version is never overwritten")
-    # Dot-prefixed: TF Serving only loads folders whose names are integers.
-    tmp = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    # Dot-prefixed: TF Serving only loads folders whose names are integers. Held (locked)
+    # while written, so that another export can tell it from one whose writer was killed.
+    tmp = os.path.join(export_dir, f"{TMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
+    held = None
     try:
+        if locking.is_local(tmp):
+            os.makedirs(tmp)
+            held = locking.hold_folder(tmp)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         extra = os.path.join(tmp, warmup_lib.WARMUP_DIR)
         tf.io.gfile.makedirs(extra)
@@ -167,7 +205,39 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
         if tf.io.gfile.exists(tmp):
             tf.io.gfile.rmtree(tmp)
         raise
+    finally:
+        if held is not None:
+            held.release()
     return final
+
+
+TMP_PREFIX = ".tmp-"
+
+
+def _make_export_dir(export_dir):
+    try:
+        tf.io.gfile.makedirs(export_dir)
+    except (OSError, tf.errors.OpError) as e:
+        parent = export_dir
+        while parent and not tf.io.gfile.exists(parent):
+            parent = os.path.dirname(parent)
+        why = (f"{parent} is a file, not a folder" if parent and not tf.io.gfile.isdir(parent)
+               else getattr(e, "message", None) or str(e))
+        raise FileExistsError(f"--export_dir {export_dir}: cannot create it ({why})") from None
+
+
+def remove_abandoned_temporaries(export_dir):
+    """Removes the .tmp-* folders of exports that were killed (no live export holds them)."""
+    if not locking.is_local(export_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(export_dir)):
+        path = os.path.join(export_dir, name)
+        if name.startswith(TMP_PREFIX) and os.path.isdir(path) and not locking.in_use(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            logging.warning("removed %s, left by an export that did not finish", path)
+    return removed
 
 
 def warmup_logs(images, image_size, model_name="alexnet"):

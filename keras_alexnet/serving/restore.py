@@ -80,8 +80,9 @@ def restore_run(workdir, checkpoint="best", *, data_dir=None):
     """Everything an export or an evaluation needs from a training workdir."""
     config = workdir_lib.read_config(workdir)
     input_config = config.get("input", {})
-    # An empty data_dir means the trainer generated the demo dataset inside the workdir.
-    data_dir = data_dir or input_config.get("data_dir") or workdir_lib.demo_data_dir(workdir)
+    # config.json's data_dir is absolute (relative in runs written before); an empty one is
+    # the demo data, inside the workdir wherever it now is.
+    data_dir = data_dir or workdir_lib.stored_data_dir(config, workdir)
     labels = layout.load_labels(data_dir)
     num_classes = config["model"]["num_classes"]
     if len(labels) != num_classes:

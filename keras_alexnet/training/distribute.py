@@ -1,16 +1,21 @@
 """Strategy and precision setup for training: one place that reads config.distribution/precision.
 
 Multi-worker clusters come from TF_CONFIG or from SLURM's environment. Only the
-chief writes to the workdir; the other workers write to temporary folders, as
-TensorFlow's multi-worker guide prescribes (every worker must take part in a
-save, because saving reads distributed variables collectively).
+chief writes to the workdir; the other workers write to a temporary folder
+(`worker_scratch`, removed when the run ends), as TensorFlow's multi-worker guide
+prescribes (every worker must take part in a save, because saving reads
+distributed variables collectively).
 """
+import contextlib
+import glob
 import os
+import shutil
 import tempfile
 
 import keras
 import tensorflow as tf
 
+from keras_alexnet import locking
 from keras_alexnet.config import ConfigError
 
 
@@ -100,8 +105,60 @@ def is_chief(strategy):
                                     and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def write_dir(path, chief):
-    """`path` on the chief; a fresh temporary folder on the other workers."""
+def is_multi_worker(strategy):
+    """Whether other processes train with this one (a MultiWorkerMirroredStrategy of 2+ workers)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return sum(len(tasks) for kind, tasks in spec.items() if kind in ("chief", "worker")) > 1
+
+
+def any_worker(strategy, flag):
+    """True if `flag` is set on any worker: a collective every worker must call at the same point.
+
+    Lets all workers take one decision (stop on a signal, give up when the chief cannot use
+    the workdir) so none is left waiting in a collective for a worker that has gone.
+    """
+    if not is_multi_worker(strategy):
+        return bool(flag)
+    value = tf.constant(1.0 if flag else 0.0)
+    total = strategy.reduce("sum", strategy.run(lambda: tf.identity(value)), axis=None)
+    return float(total) > 0
+
+
+WORKER_SCRATCH_PREFIX = "alexnet-worker-"
+
+
+@contextlib.contextmanager
+def worker_scratch(chief):
+    """None on the chief; on the other workers, a temporary folder removed when the run ends.
+
+    The other workers write their (discarded) checkpoints and summaries there. A worker
+    killed before removing its folder leaves it behind; the next run on that host removes
+    such folders, telling them from live ones by their lock (locking.hold_folder).
+    """
+    if chief:
+        yield None
+        return
+    for stale in glob.glob(os.path.join(tempfile.gettempdir(), WORKER_SCRATCH_PREFIX + "*")):
+        if os.path.isdir(stale) and not locking.in_use(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=WORKER_SCRATCH_PREFIX)
+    held = locking.hold_folder(folder)
+    try:
+        yield folder
+    finally:
+        held.release()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_dir(path, chief, scratch=None):
+    """`path` on the chief; on the other workers, a folder of the same name in `scratch`."""
     if chief:
         return path
-    return tempfile.mkdtemp(prefix="alexnet-worker-")
+    if scratch is None:
+        return tempfile.mkdtemp(prefix=WORKER_SCRATCH_PREFIX)
+    folder = os.path.join(scratch, os.path.basename(os.path.normpath(path)))
+    os.makedirs(folder, exist_ok=True)
+    return folder

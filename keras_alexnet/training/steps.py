@@ -70,7 +70,8 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
 
 
 def make_eval_step(model, strategy, *, num_classes, ten_crop):
-    """A tf.function on one distributed batch; returns global (top-1 hits, top-5 hits, count).
+    """A tf.function on (one distributed batch, stop flag); returns global (top-1 hits, top-5 hits,
+    count, stop flags).
 
     Ten-crop batches are [B, 10, S, S, 3]. Probabilities and hits are
     evaluation.py's, as in bin/evaluate and the export. A replica may get an
@@ -85,28 +86,37 @@ def make_eval_step(model, strategy, *, num_classes, ten_crop):
         top5 = tf.reduce_sum(tf.cast(evaluation.top_k_hits(probs, labels, k), tf.float32))
         return top1, top5
 
-    def step_fn(images, labels):
+    def step_fn(images, labels, stop):
         count = tf.shape(labels)[0]
         # The last batch does not always reach every replica; an empty one must
         # not go through the model (the towers cannot split a placeholder shape).
         top1, top5 = tf.cond(count > 0, lambda: hits(images, labels),
                              lambda: (tf.constant(0.0), tf.constant(0.0)))
-        return top1, top5, tf.cast(count, tf.float32)
+        return top1, top5, tf.cast(count, tf.float32), tf.identity(stop)
 
     @tf.function(reduce_retracing=True)
-    def eval_step(batch):
+    def eval_step(batch, stop=None):
         images, labels = batch
-        results = strategy.run(step_fn, args=(images, labels))
+        stop = tf.constant(0.0) if stop is None else stop
+        results = strategy.run(step_fn, args=(images, labels, stop))
+        # The stop flag is summed like the train step's: every worker stops at the same batch.
         return tuple(strategy.reduce("sum", r, axis=None) for r in results)
 
     return eval_step
 
 
-def evaluate(eval_step, dataset):
-    """Runs eval_step over a whole distributed dataset; returns (top-1 error, top-5 error, n)."""
+def evaluate(eval_step, dataset, stop=None):
+    """Runs eval_step over a whole distributed dataset; returns (top-1 error, top-5 error, n).
+
+    stop: a function telling whether this process was asked to stop (a signal); if any
+    worker was, the pass ends after the current batch and None is returned.
+    """
     top1 = top5 = count = 0.0
     for batch in dataset:
-        a, b, n = (float(x) for x in eval_step(batch))
+        flag = tf.constant(1.0 if stop is not None and stop() else 0.0)
+        a, b, n, stopped = (float(x) for x in eval_step(batch, flag))
+        if stopped > 0:
+            return None
         top1, top5, count = top1 + a, top5 + b, count + n
     if not count:
         raise ValueError("the evaluation split is empty")

@@ -6,12 +6,17 @@ workdir.py's; the data and the config are checked before any model is built or
 anything is written, each failure naming the config field or file at fault.
 
 Checkpoints hold model, optimizer (momentum slots), step, epoch, the plateau
-schedule and the best error. Re-running the same command resumes and ends at
-the same step and epoch as an uninterrupted run; SIGTERM saves and returns.
+schedule and the best error. Re-running the same command resumes (from the newest
+readable checkpoint) and ends at the same step and epoch as an uninterrupted run.
+SIGTERM or Ctrl-C saves within one step of the signal, wherever it arrives (a
+validation pass under way or not begun is skipped: the resumed run does it), and
+returns. One process trains in a workdir at a time (WORKDIR/.lock).
 """
+import contextlib
 import glob
 import os
 import signal
+import sys
 import time
 
 import numpy as np
@@ -122,42 +127,83 @@ def _resolve_data(config, workdir):
 
 
 class _Stopper:
-    """Turns SIGTERM (a preempted host) into a flag the loop reads between steps."""
+    """Turns SIGTERM (a preempted host) and Ctrl-C (SIGINT) into a flag the loop reads between steps.
+
+    The loop then saves a checkpoint and returns. A second Ctrl-C stops at once, unsaved.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.requested = False
-        self.previous = None
+        self.requested = None  # the name of the signal received
+        self.previous = {}
 
     def __enter__(self):
-        try:
-            self.previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no signal handling
-            self.previous = None
+        for signum in self.SIGNALS:
+            try:
+                self.previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: no signal handling
+                pass
         return self
 
     def _handle(self, signum, frame):
-        logging.warning("SIGTERM: saving a checkpoint and stopping after this step")
-        self.requested = True
+        name = signal.Signals(signum).name
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C twice: the user does not want to wait for the save
+        self.requested = self.requested or name
+        hint = " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT else ""
+        sys.stderr.write(f"\n{name}: saving a checkpoint after this step, then stopping{hint}\n")
+        sys.stderr.flush()
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
 
 
 def train_and_evaluate(config, workdir):
     """Trains config's AlexNet in workdir (resuming if it holds this run); returns final metrics."""
     config_lib.validate(config)
     distribute.setup_devices(config)
-    config = _resolve_data(config, workdir)
     strategy = distribute.make_strategy(config)
     chief = distribute.is_chief(strategy)
+    with contextlib.ExitStack() as stack:
+        # One bin/train per workdir: the chief holds WORKDIR/.lock until it returns (the kernel
+        # frees it if the process dies). Every worker learns whether the chief may go on.
+        failure = None
+        if chief:
+            try:
+                stack.enter_context(workdir_lib.lock(workdir))
+            except ConfigError as e:
+                failure = e
+        _stop_unless_all_agree(strategy, failure)
+        scratch = stack.enter_context(distribute.worker_scratch(chief))
+        return _train(config, workdir, strategy, chief, scratch)
+
+
+def _stop_unless_all_agree(strategy, failure):
+    """Raises `failure` on its worker, and a sentence on the others, if any worker failed."""
+    if distribute.any_worker(strategy, failure is not None):
+        raise failure or workdir_lib.WorkdirError(
+            "another worker of this run stopped (see its log); stopping with it")
+
+
+def _train(config, workdir, strategy, chief, scratch):
+    stored = workdir_lib.config_to_store(config)  # absolute data_dir; the demo's stays empty
+    config = _resolve_data(stored, workdir)
     _check_batch(config, strategy)
     stats = check_data(config)
+    failure = None
     if chief:
-        workdir_lib.check_workdir(config, workdir)
-        workdir_lib.write_config(config, workdir)
+        try:
+            workdir_lib.check_workdir(stored, workdir)
+            workdir_lib.write_config(stored, workdir)
+            for note in filter(None, [workdir_lib.repair_state(workdir_lib.best_dir(workdir))]):
+                sys.stderr.write(f"warning: {note}\n")
+        except ConfigError as e:
+            failure = e
+    _stop_unless_all_agree(strategy, failure)
     precision = distribute.set_precision(config.precision)
-    reporter = reporting.Reporter(distribute.write_dir(workdir, chief))
+    reporter = reporting.Reporter(distribute.write_dir(workdir, chief, scratch))
     steps_per_epoch = num_train_examples(config, stats) // config.batch_size
     if steps_per_epoch < 1:
         raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training set")
@@ -173,14 +219,15 @@ def train_and_evaluate(config, workdir):
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, epoch=epoch,
                                schedule=schedule, best_error=best_error)
     ckpt_dir = workdir_lib.checkpoints_dir(workdir)
-    manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(ckpt_dir, chief),
+    # The newest readable checkpoint (an unreadable latest is skipped, saying so); a run whose
+    # checkpoints are all gone is refused rather than restarted from step 0 over its files.
+    latest = workdir_lib.restore_latest(ckpt, workdir, write=chief)
+    if latest:
+        print(f"resumed from {latest} at step {int(step)}, epoch {int(epoch)}", flush=True)
+    manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(ckpt_dir, chief, scratch),
                                          max_to_keep=config.checkpoint.max_to_keep)
     best_manager = tf.train.CheckpointManager(
-        ckpt, distribute.write_dir(workdir_lib.best_dir(workdir), chief), max_to_keep=1)
-    latest = tf.train.latest_checkpoint(ckpt_dir)
-    if latest:
-        ckpt.restore(latest).assert_existing_objects_matched()
-        print(f"resumed from {latest} at step {int(step)}, epoch {int(epoch)}", flush=True)
+        ckpt, distribute.write_dir(workdir_lib.best_dir(workdir), chief, scratch), max_to_keep=1)
     optimizer.learning_rate.assign(float(schedule.learning_rate))
 
     # A resumed run reshuffles from a seed that depends on where it resumes,
@@ -191,13 +238,30 @@ def train_and_evaluate(config, workdir):
                                        weight_decay=config.optimizer.weight_decay)
     eval_centre = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes,
                                        ten_crop=False)
+    # A signal is seen by this process alone: with one worker the loop stops right after the
+    # step it arrived in; workers of a cluster agree through the step's all-reduced flag (the
+    # next step) or, at an epoch's end, a flag all-reduced before the validation pass.
+    alone = not distribute.is_multi_worker(strategy)
 
     def save(mgr=manager):
         if not _all_finite(model.trainable_variables):
             reporter.event("diverged", int(step), epoch=int(epoch), loss=float("nan"))
             raise NonFiniteLossError(f"non-finite weights at step {int(step)}; not saving, the last "
                                      f"good checkpoint is {manager.latest_checkpoint}")
-        mgr.save(checkpoint_number=int(step))
+        path = mgr.save(checkpoint_number=int(step))
+        reporter.event("checkpoint", int(step), epoch=int(epoch), path=path)
+
+    def stop(stopper, where):
+        save()
+        reporter.event("preempted", int(step), epoch=int(epoch), where=where)
+        reporter.flush()
+        print(f"stopped by {stopper.requested or 'a signal on another worker'} at step "
+              f"{int(step)} ({where}); checkpoint saved in {ckpt_dir}: run the same command to "
+              "resume", file=sys.stderr, flush=True)
+        return {"status": "preempted", "step": int(step), "epoch": int(epoch)}
+
+    def data_error(error):
+        return _explain_data_loss(error, config)
 
     with _Stopper() as stopper:
         while int(epoch) < config.num_epochs:
@@ -207,7 +271,11 @@ def train_and_evaluate(config, workdir):
                                        every_steps=config.log_every_steps, skip_first=True)
             window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
             while int(step) < (ep + 1) * steps_per_epoch:
-                loss, correct, stop = train_step(train_iter, tf.constant(float(stopper.requested)))
+                try:
+                    loss, correct, stop_all = train_step(
+                        train_iter, tf.constant(float(bool(stopper.requested))))
+                except tf.errors.DataLossError as e:
+                    raise data_error(e) from None
                 step.assign_add(1)
                 loss, correct = float(loss), float(correct)
                 if not np.isfinite(loss):
@@ -230,16 +298,23 @@ def train_and_evaluate(config, workdir):
                                    top1_error=1 - window["correct"] / (window["steps"] * config.batch_size),
                                    learning_rate=float(schedule.learning_rate), images_per_sec=rate)
                     window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
-                if float(stop) > 0:
-                    save()
-                    reporter.event("preempted", int(step), epoch=ep)
-                    reporter.flush()
-                    logging.warning("stopped by SIGTERM at step %d; checkpoint saved", int(step))
-                    return {"status": "preempted", "step": int(step), "epoch": ep}
+                if float(stop_all) > 0 or (alone and stopper.requested):
+                    return stop(stopper, "training")
                 if int(step) % config.checkpoint.every_steps == 0:
                     save()
 
-            top1, top5, n = steps.evaluate(eval_centre, eval_ds(config.input.eval_split, False)())
+            # A signal in the epoch's last step: save now, without the validation pass (a
+            # resumed run does it first).
+            if distribute.any_worker(strategy, bool(stopper.requested)):
+                return stop(stopper, "before validation")
+            try:
+                result = steps.evaluate(eval_centre, eval_ds(config.input.eval_split, False)(),
+                                        stop=lambda: bool(stopper.requested))
+            except tf.errors.DataLossError as e:
+                raise data_error(e) from None
+            if result is None:  # a signal during the validation pass: it is redone on resume
+                return stop(stopper, "during validation")
+            top1, top5, n = result
             reduced = schedule.update(top1)
             reporter.event("eval", int(step), epoch=ep + 1, top1_error=top1, top5_error=top5,
                            num_images=n, learning_rate=float(schedule.learning_rate))
@@ -258,20 +333,41 @@ def train_and_evaluate(config, workdir):
             save()  # also when a periodic save just ran: epoch and schedule changed since
             reporter.flush()
 
-    return _final_evaluation(config, model, strategy, eval_ds, reporter, int(step), workdir)
+        try:
+            return _final_evaluation(config, model, strategy, eval_ds, reporter, int(step),
+                                     workdir, stop=lambda: bool(stopper.requested))
+        except tf.errors.DataLossError as e:
+            raise data_error(e) from None
 
 
-def _final_evaluation(config, model, strategy, eval_ds, reporter, step, workdir):
+def _explain_data_loss(error, config):
+    """A sentence naming the damaged shard behind a DataLossError from the input pipeline."""
+    patterns = [layout.shard_pattern(config.input.data_dir, config.input[field])
+                for field in ("train_split", "eval_split", "test_split") if config.input[field]]
+    return ConfigError(layout.describe_data_loss(error, patterns))
+
+
+def _final_evaluation(config, model, strategy, eval_ds, reporter, step, workdir, stop=None):
     """Centre-crop and (if configured) the paper's ten-crop errors of the final weights."""
     results = {"status": "done", "step": step}
     centre = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes,
                                   ten_crop=False)
     ten = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes, ten_crop=True)
     for split in filter(None, (config.input.eval_split, config.input.test_split)):
-        top1, top5, n = steps.evaluate(centre, eval_ds(split, False)())
+        centre_result = steps.evaluate(centre, eval_ds(split, False)(), stop=stop)
+        ten_result = (steps.evaluate(ten, eval_ds(split, True)(), stop=stop)
+                      if config.eval.ten_crop and centre_result is not None else (None, None, None))
+        if centre_result is None or ten_result is None:
+            # Training is complete and saved; the same command redoes only this evaluation.
+            print("stopped by a signal during the final evaluation; training is complete and "
+                  "saved: run the same command to evaluate", file=sys.stderr, flush=True)
+            reporter.event("preempted", step, where="final evaluation")
+            reporter.flush()
+            return {"status": "preempted", "step": step, "epoch": config.num_epochs}
+        top1, top5, n = centre_result
         values = {"centre_top1_error": top1, "centre_top5_error": top5, "num_images": n}
         if config.eval.ten_crop:
-            t1, t5, _ = steps.evaluate(ten, eval_ds(split, True)())
+            t1, t5, _ = ten_result
             values.update(ten_crop_top1_error=t1, ten_crop_top5_error=t5)
         reporter.event("final", step, split=split, **values)
         results[split] = values

@@ -1,31 +1,48 @@
-"""The training workdir on disk: one home for config.json, checkpoints/ and best/.
+"""The training workdir on disk: one home for config.json, checkpoints/, best/ and the lock.
 
     WORKDIR/config.json      the run's config; a workdir holding another config is refused
     WORKDIR/checkpoints/     every checkpoint.every_steps steps and every epoch
     WORKDIR/best/            the checkpoint with the best validation top-1 error
     WORKDIR/metrics.jsonl    one JSON object per event (reporting.py)
     WORKDIR/tensorboard/     the same scalars, and the conv1 kernels as an image (reporting.py)
+    WORKDIR/.lock            held by the bin/train writing the workdir (locking.py)
 
 The trainer writes it; bin/export and bin/evaluate read it back (serving/restore.py).
+
+config.json stores input.data_dir as an absolute path (an empty one for the demo data, which
+lives in WORKDIR/demo_data), and never the workdir's own path: a run resumes, exports and
+evaluates from any directory, and a moved or copied workdir still does.
 """
 import json
 import os
+import re
+import sys
 
 import tensorflow as tf
 
+from keras_alexnet import locking
 from keras_alexnet.config import ConfigError
 from keras_alexnet.data import layout
 
 CONFIG_FILENAME = "config.json"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
+METRICS_FILENAME = "metrics.jsonl"
+LOCK_FILENAME = ".lock"
+STATE_FILENAME = "checkpoint"  # tf.train.CheckpointManager's state file in each folder
 # The folder the trainer generates the demo dataset into when config.input.data_dir is empty.
 DEMO_DATA_DIR = "demo_data"
+# metrics.jsonl events that are written only after a checkpoint was saved.
+_SAVED_EVENTS = ("checkpoint", "eval", "preempted")
 
 # Fields a resumed run may change without becoming a different run: how long
 # it goes on, how it logs and saves, and which machines it runs on.
 RESUMABLE_CHANGES = ("num_epochs", "log_every_steps", "progress", "checkpoint", "distribution",
                      "eval")
+
+
+class WorkdirError(ConfigError):
+    """The workdir cannot be trained in as it is (in use, a run without a readable checkpoint)."""
 
 
 def checkpoints_dir(workdir):
@@ -48,6 +65,59 @@ LEGACY_MODEL_DEFAULTS = {
 }
 
 
+# -- the lock ------------------------------------------------------------------------------------
+
+def lock(workdir):
+    """Takes WORKDIR/.lock for this process (a context manager); WorkdirError if another holds it.
+
+    The kernel releases it when the process ends in any way, so a crashed run leaves nothing
+    locked. Only the chief of a multi-worker run takes it (only the chief writes the workdir).
+    """
+    if not locking.is_local(workdir):
+        return _NoLock()
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        return locking.FileLock(os.path.join(workdir, LOCK_FILENAME)).acquire()
+    except locking.Locked as e:
+        raise WorkdirError(f"--workdir {workdir} is in use by another training ({e.holder}); two "
+                           "trainings in one workdir would overwrite each other's checkpoints. "
+                           "Wait for it to end, or use another --workdir.") from None
+    except OSError as e:
+        raise WorkdirError(f"--workdir {workdir}: cannot write there ({_os_reason(e)})") from None
+
+
+class _NoLock(locking.FileLock):
+    """A path flock cannot lock (a bucket): nothing to hold."""
+
+    def __init__(self):
+        super().__init__("")
+
+    def acquire(self):
+        return self
+
+
+def _os_reason(error):
+    reason = error.strerror or str(error)
+    if isinstance(error, (NotADirectoryError, FileExistsError)) and error.filename:
+        parent = str(error.filename)
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if parent and not os.path.isdir(parent):
+            return f"{parent} is a file, not a folder"
+    return f"{reason}: {error.filename}" if error.filename else reason
+
+
+# -- config.json ---------------------------------------------------------------------------------
+
+def config_to_store(config):
+    """The config as config.json keeps it: input.data_dir absolute (empty stays empty: the demo)."""
+    config = config.copy_and_resolve_references()
+    data_dir = config.input.data_dir
+    if data_dir and locking.is_local(data_dir):
+        config.input.data_dir = os.path.abspath(os.path.expanduser(data_dir))
+    return config
+
+
 def write_config(config, workdir):
     """WORKDIR/config.json: the ConfigDict as JSON, written atomically."""
     os.makedirs(workdir, exist_ok=True)
@@ -60,15 +130,53 @@ def read_config(workdir):
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path}: no {CONFIG_FILENAME}; is {workdir} a training workdir?")
     with tf.io.gfile.GFile(path) as f:
-        config = json.load(f)
+        try:
+            config = json.load(f)
+        except ValueError as e:
+            raise WorkdirError(f"{path} is not valid JSON ({e}); is it truncated?") from None
     if isinstance(config.get("model"), dict):
         for key, value in LEGACY_MODEL_DEFAULTS.items():
             config["model"].setdefault(key, value)
     return config
 
 
+def _is_demo_data(input_config):
+    """An empty data_dir, or (config.json written before it was kept empty) WORKDIR/demo_data."""
+    data_dir = input_config.get("data_dir") or ""
+    return not data_dir or (input_config.get("demo", False)
+                            and os.path.basename(os.path.normpath(data_dir)) == DEMO_DATA_DIR)
+
+
+def stored_data_dir(config, workdir):
+    """The data folder of a run, from its config.json dict, wherever the workdir now is."""
+    input_config = config.get("input", {})
+    if _is_demo_data(input_config):
+        return demo_data_dir(workdir)
+    data_dir = input_config["data_dir"]
+    if locking.is_local(data_dir) and not os.path.isdir(data_dir):
+        kind = ("a relative path (config.json written before paths were stored absolute), "
+                f"not found from {os.getcwd()}" if not os.path.isabs(data_dir) else "not found")
+        raise FileNotFoundError(f"{os.path.join(workdir, CONFIG_FILENAME)}: input.data_dir "
+                                f"{data_dir!r} is {kind}; pass --data_dir=FOLDER")
+    return data_dir
+
+
+def _comparable(config_dict):
+    config_dict = json.loads(json.dumps(config_dict))
+    input_config = config_dict.get("input", {})
+    if _is_demo_data(input_config):
+        input_config["data_dir"] = ""
+    elif locking.is_local(input_config["data_dir"]):
+        input_config["data_dir"] = os.path.realpath(input_config["data_dir"])
+    return _without(config_dict, RESUMABLE_CHANGES)
+
+
 def check_workdir(config, workdir):
-    """Refuses a workdir that holds a run of a different config; returns True if resuming."""
+    """Refuses a workdir that holds a run of a different config; returns True if resuming.
+
+    input.data_dir compares as the folder it names (a relative path of an older config.json
+    from the current directory), the demo data wherever the workdir is.
+    """
     path = os.path.join(workdir, CONFIG_FILENAME)
     if not os.path.exists(path):
         ckpts = checkpoints_dir(workdir)
@@ -76,8 +184,8 @@ def check_workdir(config, workdir):
             raise ConfigError(f"{workdir} holds checkpoints but no {CONFIG_FILENAME}; refusing to "
                               "train over a run of unknown config")
         return False
-    old_core = _without(read_config(workdir), RESUMABLE_CHANGES)
-    new_core = _without(json.loads(config.to_json()), RESUMABLE_CHANGES)
+    old_core = _comparable(read_config(workdir))
+    new_core = _comparable(json.loads(config.to_json()))
     if old_core != new_core:
         diffs = sorted(_diff(old_core, new_core))
         raise ConfigError(f"{workdir} holds a run of a different config ({path}); differing fields: "
@@ -98,17 +206,162 @@ def _diff(a, b, prefix=""):
             yield f"{prefix}{key}"
 
 
+# -- checkpoints ---------------------------------------------------------------------------------
+
+def read_state(folder):
+    """(latest path, all paths, problem) from a folder's checkpoint state file.
+
+    problem is None, or why the file cannot be used (empty, not a state file). TensorFlow
+    itself raises on an empty state file and silently ignores a garbled one, which would
+    restart a run from step 0.
+    """
+    from google.protobuf import text_format
+    from tensorflow.python.training import checkpoint_state_pb2
+    path = os.path.join(folder, STATE_FILENAME)
+    if not tf.io.gfile.exists(path):
+        return None, [], None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            text = f.read()
+        state = checkpoint_state_pb2.CheckpointState()
+        text_format.Parse(text, state)
+    except Exception as e:  # ParseError, UnicodeDecodeError, a read error
+        return None, [], f"is not a checkpoint state file ({type(e).__name__}: {_first_line(e)})"
+    if not state.model_checkpoint_path:
+        return None, [], "is empty" if not text.strip() else "names no checkpoint"
+    full = lambda p: p if os.path.isabs(p) or "://" in p else os.path.join(folder, p)  # noqa: E731
+    return full(state.model_checkpoint_path), [full(p) for p in state.all_model_checkpoint_paths], None
+
+
+def write_state(folder, latest, all_paths):
+    """Writes a folder's state file as tf.train.CheckpointManager does: names relative to it."""
+    from google.protobuf import text_format
+    from tensorflow.python.training import checkpoint_state_pb2
+    state = checkpoint_state_pb2.CheckpointState(
+        model_checkpoint_path=os.path.basename(latest),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in all_paths])
+    layout.atomic_write(os.path.join(folder, STATE_FILENAME), text_format.MessageToString(state))
+
+
+def checkpoint_files(folder):
+    """The ckpt-N prefixes in folder that have an .index file, newest (largest N) first."""
+    found = []
+    for path in tf.io.gfile.glob(os.path.join(folder, "ckpt-*.index")):
+        match = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(path))
+        if match:
+            found.append((int(match.group(1)), path[:-len(".index")]))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def _exists(prefix):
+    return tf.io.gfile.exists(prefix + ".index")
+
+
+def _first_line(error):
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
+
+
+def repair_state(folder):
+    """Rewrites an unusable state file from the checkpoints present; returns a note or None."""
+    latest, _, problem = read_state(folder)
+    state_path = os.path.join(folder, STATE_FILENAME)
+    if problem is None and (latest is None or _exists(latest)):
+        return None
+    present = checkpoint_files(folder)
+    if not present:
+        tf.io.gfile.remove(state_path)
+        return (f"{state_path} {problem or f'names {latest}, which is missing'}; "
+                "no checkpoint left in the folder, removed it")
+    write_state(folder, present[0], present[::-1])
+    return (f"{state_path} {problem or f'names {latest}, which is missing'}; rewrote it from the "
+            f"{len(present)} checkpoints in the folder (newest {os.path.basename(present[0])})")
+
+
+def has_saved_before(workdir):
+    """Whether this workdir's run ever saved a checkpoint (its files, or metrics.jsonl says so)."""
+    for folder in (checkpoints_dir(workdir), best_dir(workdir)):
+        if tf.io.gfile.isdir(folder) and tf.io.gfile.listdir(folder):
+            return True
+    path = os.path.join(workdir, METRICS_FILENAME)
+    if not tf.io.gfile.exists(path):
+        return False
+    with tf.io.gfile.GFile(path) as f:
+        for line in f:
+            try:
+                if json.loads(line).get("event") in _SAVED_EVENTS:
+                    return True
+            except ValueError:  # a line cut by a crash
+                continue
+    return False
+
+
+def restore_latest(checkpoint, workdir, *, write=True, stream=sys.stderr):
+    """Restores the newest readable checkpoint of the run into `checkpoint`; returns its path.
+
+    Tries the latest checkpoint that WORKDIR/checkpoints' state file names, then every
+    checkpoint of checkpoints/ and best/ from the newest step down, saying on `stream`
+    which ones it skipped and why (a truncated or corrupt file, a deleted latest, a broken
+    state file). With write, the state file then names the one restored, so the run goes on
+    from it. Returns None for a fresh workdir; raises WorkdirError for a run that saved
+    checkpoints of which none can be read: restarting it from step 0 would rotate its
+    older checkpoints away and replace best/.
+    """
+    folder = checkpoints_dir(workdir)
+    state_path = os.path.join(folder, STATE_FILENAME)
+    latest, _, problem = read_state(folder)
+    notes = []
+    if problem:
+        notes.append(f"{state_path} {problem}")
+    if latest and not _exists(latest):
+        notes.append(f"{latest}, the latest checkpoint {state_path} names, is missing")
+    steps_of = {}
+    for path in checkpoint_files(folder) + checkpoint_files(best_dir(workdir)):
+        steps_of.setdefault(int(path.rsplit("-", 1)[1]), []).append(path)
+    candidates = [latest] if latest and _exists(latest) else []
+    candidates += [p for step in sorted(steps_of, reverse=True) for p in steps_of[step]
+                   if p not in candidates]
+    for path in candidates:
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001  any failure to read it: try the next one
+            notes.append(f"{path} is unreadable ({type(e).__name__}: {_first_line(e)})")
+            continue
+        if notes:
+            _say(stream, "; ".join(notes) + f". Resuming from {path}, the newest readable checkpoint.")
+            if write:  # the state names the one restored; the others rotate away first
+                others = [p for p in checkpoint_files(folder)[::-1] if p != path]
+                if os.path.dirname(path) == folder:
+                    write_state(folder, path, others + [path])
+                elif tf.io.gfile.exists(state_path):
+                    tf.io.gfile.remove(state_path)
+        return path
+    if notes or has_saved_before(workdir):
+        why = "; ".join(notes) if notes else f"{folder} and {best_dir(workdir)} hold no checkpoint"
+        raise WorkdirError(
+            f"{workdir} holds a run that saved checkpoints, but none can be read: {why}. Refusing "
+            f"to restart it from step 0 over the old run (its metrics and best/ would be "
+            f"replaced): put a checkpoint back into {folder}, or train in a new --workdir.")
+    return None
+
+
+def _say(stream, text):
+    if stream is not None:
+        stream.write(f"warning: {text}\n")
+        stream.flush()
+
+
 def checkpoint_path(workdir, checkpoint="best"):
     """The checkpoint prefix for 'best', 'latest', a checkpoint folder or a prefix path."""
     if checkpoint in ("best", "latest"):
         folder = best_dir(workdir) if checkpoint == "best" else checkpoints_dir(workdir)
-        path = tf.train.latest_checkpoint(folder)
+        path = _newest_in(folder)
         if path is None:
             hint = " (try --checkpoint=latest)" if checkpoint == "best" else ""
             raise FileNotFoundError(f"no checkpoint in {folder}{hint}")
         return path
     if tf.io.gfile.isdir(checkpoint):
-        path = tf.train.latest_checkpoint(checkpoint)
+        path = _newest_in(checkpoint)
         if path is None:
             raise FileNotFoundError(f"--checkpoint={checkpoint}: no checkpoint in this folder")
         return path
@@ -116,3 +369,16 @@ def checkpoint_path(workdir, checkpoint="best"):
         raise FileNotFoundError(f"--checkpoint={checkpoint}: neither 'best', 'latest', a folder "
                                 "nor a checkpoint prefix (no .index file)")
     return checkpoint
+
+
+def _newest_in(folder, stream=sys.stderr):
+    """The latest checkpoint the state file names; else (saying why) the newest file present."""
+    latest, _, problem = read_state(folder)
+    if latest and _exists(latest):
+        return latest
+    present = checkpoint_files(folder)
+    if present and (problem or latest):
+        why = problem or f"names {latest}, which is missing"
+        _say(stream, f"{os.path.join(folder, STATE_FILENAME)} {why}; using {present[0]}, the "
+                     "newest checkpoint in the folder")
+    return present[0] if present else None
