@@ -37,7 +37,7 @@ def test_predict_files_reports_bad_files_and_keeps_going(exported):
     good = {os.path.basename(r.path): r for r in results if r.error is None}
     assert sorted(good) == ["cat.jpg", "gray.png"]
     errors = {os.path.basename(r.path): r.error for r in results if r.error}
-    assert "Unknown image file format" in errors["notes.txt"]
+    assert errors["notes.txt"] == "not an image (JPEG, PNG, GIF, BMP, WebP)"
     assert errors["missing.jpg"].startswith("cannot read")
     assert "Invalid JPEG data" in errors["truncated.jpg"]
     assert errors["empty.jpg"] == "empty file (0 bytes)"
@@ -63,5 +63,5 @@ def test_bin_predict(exported):
     assert out[0].endswith("cat.jpg:") and out[5].endswith("gray.png:")
     assert len(out) == 10 and out[1].lstrip().startswith("1. ")
     assert any(name in out[1] for name in fx.NAMES)
-    assert "notes.txt: skipped, not a decodable image" in done.stderr
+    assert "notes.txt: skipped, not an image" in done.stderr
     assert "skipped 1 of 3 files" in done.stderr

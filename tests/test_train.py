@@ -241,8 +241,9 @@ def test_training_resumes_from_the_newest_readable_checkpoint(one_epoch_run, tmp
     result = train.train_and_evaluate(tiny_config(config.input.data_dir, {
         "num_epochs": 2, "eval.ten_crop": False, "checkpoint.every_steps": 2}), workdir)
     err = capsys.readouterr()
-    assert "ckpt-6 is unreadable" in err.err and "Resuming from" in err.err
-    assert "ckpt-4 at step 4, epoch 0" in err.out
+    assert "checkpoints/ckpt-6 is unreadable" in err.err and "Resuming from" in err.err
+    # best/ holds the same step 6 (saved at the epoch's end): the newest readable one.
+    assert "best/ckpt-6 at step 6, epoch 1" in err.out
     assert result["step"] == 2 * STEPS_PER_EPOCH
     assert _latest_state(workdir) == (2 * STEPS_PER_EPOCH, 2)
 

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from fixtures import REPO, demo_data_dir, read_events, start_training, tiny_config
+from fixtures import REPO, demo_data_dir, read_events, start_training, tiny_config, wait_for
 
 MIRRORED_SCRIPT = r"""
 import json, sys

@@ -104,8 +104,17 @@ class ServingModule(tf.Module):
                 "class_names": tf.gather(self.class_names, classes)}
 
     def _probabilities(self, images):
-        """Softmax in float32 of [B, S, S, 3], or averaged over the crops of [B, 10, S, S, 3]."""
-        return evaluation.class_probabilities(lambda x: self.model(x, training=False), images)
+        """Softmax in float32 of [B, S, S, 3], or averaged over the crops of [B, 10, S, S, 3].
+
+        An empty batch gets an empty result without going through the network: with
+        oneDNN's convolutions (keras_alexnet turns them on) a batch of 0 reached conv2
+        with conv1's input and failed in the tower split.
+        """
+        num_classes = int(self.model.output_shape[-1])
+        return tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: evaluation.class_probabilities(lambda x: self.model(x, training=False), images),
+            lambda: tf.zeros([0, num_classes], tf.float32))
 
     def _preprocess_bytes(self, image_bytes):
         size = self.image_size

@@ -35,7 +35,10 @@ def predict_file(classify, path):
     try:
         out = classify(image_bytes=tf.constant([data]))
     except tf.errors.InvalidArgumentError as e:
-        return Prediction(path, error=f"not a decodable image: {error_summary(e.message)}")
+        summary = error_summary(e.message)
+        if summary.startswith("image_bytes[0] is "):  # the export's request check: one file
+            return Prediction(path, error=summary[len("image_bytes[0] is "):])
+        return Prediction(path, error=f"not a decodable image: {summary}")
     rows = zip(out["classes"][0].numpy(), out["synsets"][0].numpy(),
                out["class_names"][0].numpy(), out["scores"][0].numpy())
     return Prediction(path, top=[(int(c), s.decode(), n.decode(), float(p)) for c, s, n, p in rows])
@@ -45,7 +48,10 @@ def error_summary(message):
     """The line of a TensorFlow runtime error that names the problem, without graph details."""
     noise = ("Graph execution error", "Detected at node", "<stack traces", "\t", " ", "File ")
     lines = [line for line in message.splitlines() if line.strip() and not line.startswith(noise)]
-    return lines[-1] if lines else message.strip()
+    line = lines[-1] if lines else message.strip()
+    if line.startswith("assertion failed: [") and line.endswith("]"):  # the export's check_request
+        line = line[len("assertion failed: ["):-1]
+    return line
 
 
 def predict_files(saved_model, paths, signature="serving_default"):

@@ -201,6 +201,8 @@ def _train(config, workdir, strategy, chief, scratch):
                 sys.stderr.write(f"warning: {note}\n")
         except ConfigError as e:
             failure = e
+        except OSError as e:  # a full disk, a read-only folder
+            failure = workdir_lib.WorkdirError(f"--workdir {workdir}: cannot write there ({e})")
     _stop_unless_all_agree(strategy, failure)
     precision = distribute.set_precision(config.precision)
     reporter = reporting.Reporter(distribute.write_dir(workdir, chief, scratch))

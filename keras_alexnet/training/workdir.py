@@ -296,7 +296,7 @@ def has_saved_before(workdir):
     return False
 
 
-def restore_latest(checkpoint, workdir, *, write=True, stream=sys.stderr):
+def restore_latest(checkpoint, workdir, *, write=True, stream="stderr"):
     """Restores the newest readable checkpoint of the run into `checkpoint`; returns its path.
 
     Tries the latest checkpoint that WORKDIR/checkpoints' state file names, then every
@@ -346,6 +346,7 @@ def restore_latest(checkpoint, workdir, *, write=True, stream=sys.stderr):
 
 
 def _say(stream, text):
+    stream = sys.stderr if stream == "stderr" else stream  # the one at call time (tests swap it)
     if stream is not None:
         stream.write(f"warning: {text}\n")
         stream.flush()
@@ -371,7 +372,7 @@ def checkpoint_path(workdir, checkpoint="best"):
     return checkpoint
 
 
-def _newest_in(folder, stream=sys.stderr):
+def _newest_in(folder, stream="stderr"):
     """The latest checkpoint the state file names; else (saying why) the newest file present."""
     latest, _, problem = read_state(folder)
     if latest and _exists(latest):
