@@ -21,8 +21,9 @@ from keras_alexnet.cli import run_app
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 64, "Images per step (serve: per throughput batch).")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras mixed-precision policy (train, infer, memory).")
+flags.DEFINE_enum("precision", "float32", ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras mixed-precision policy (train, infer, memory); 'auto' picks as "
+                  "bin/train does (the JSON line says which).")
 flags.DEFINE_integer("steps", 5, "Timed steps (serve: batches per system per round).")
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, allocation).")
 flags.DEFINE_integer("image_size", 227, "Input side in pixels.")
@@ -76,9 +77,11 @@ def main(argv):
         print(json.dumps({"system": "keras_alexnet", "what": what, **memory.train_step_memory(
             FLAGS.batch_size, FLAGS.image_size, FLAGS.precision, FLAGS.steps, FLAGS.num_classes)}))
         return
+    from keras_alexnet.training import distribute
     rate = _rate(what)
     print(json.dumps({"system": "keras_alexnet", "what": what, "batch_size": FLAGS.batch_size,
-                      "precision": FLAGS.precision, "image_size": FLAGS.image_size,
+                      "precision": distribute.resolve_precision(FLAGS.precision),
+                      "image_size": FLAGS.image_size,
                       "threads": os.cpu_count(), "tensorflow": tf.__version__,
                       "images_per_sec": round(rate, 2)}))
 

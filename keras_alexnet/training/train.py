@@ -157,6 +157,9 @@ def train_and_evaluate(config, workdir):
         workdir_lib.check_workdir(config, workdir)
         workdir_lib.write_config(config, workdir)
     precision = distribute.set_precision(config.precision)
+    if chief:
+        print(f"precision: {precision}" + (" (config.precision='auto')" if config.precision == "auto"
+                                           else ""), flush=True)
     reporter = reporting.Reporter(distribute.write_dir(workdir, chief))
     steps_per_epoch = num_train_examples(config, stats) // config.batch_size
     if steps_per_epoch < 1:
