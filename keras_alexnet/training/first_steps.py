@@ -1,6 +1,6 @@
 """The first training steps, layer by layer: why a network trains or dies before epoch 1 ends.
 
-    python -m keras_alexnet.training.first_steps --config=configs/imagenette_paper.py:paper_init \
+    python -m keras_alexnet.cli.first_steps --config=configs/imagenette_paper.py:paper_init \
         --config.input.data_dir=DATA --steps=30 [--config.model.dropout_scaling=inverted] [--out=FILE]
 
 Runs `steps`' loss (softmax cross-entropy + the paper's weight decay) with momentum SGD on
@@ -19,26 +19,13 @@ real training batches, one device, and after every step prints one JSON line:
   above it the logits oscillate with growing amplitude;
 - `update`: |w_after - w_before| / |w_before| of each layer's kernel.
 
-docs/RESULTS.md uses it to show why the paper's network died on imagenette.
+docs/RESULTS.md uses it to show why the paper's network died on imagenette. The program
+is cli/first_steps.py (programs live in cli/; training/ never imports it).
 """
-import json
-import os
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+import numpy as np
 
 PROBED = ("conv1", "pool1", "pool2", "conv3", "conv4", "pool5", "fc6", "fc7", "fc8")
 MOMENTUM_STABILITY_LIMIT = 2 * (1 + 0.9)
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/imagenette_paper.py.",
-                                          lock_config=True)
-_STEPS = flags.DEFINE_integer("steps", 30, "Training steps to run.")
-_OUT = flags.DEFINE_string("out", None, "Also write the JSON lines to this file.")
-flags.mark_flags_as_required(["config"])
 
 
 def softmax_stiffness(mean_probs):
@@ -110,32 +97,3 @@ def run(config, num_steps, emit=print):
         rows.append(row)
         emit(row)
     return rows
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
-    if not config.input.data_dir:
-        sys.stderr.write("first_steps: error: --config.input.data_dir must name a folder written "
-                         "by bin/make_tfrecords\n")
-        sys.exit(1)
-    out = open(_OUT.value, "w") if _OUT.value else None
-
-    def emit(row):
-        line = json.dumps(row)
-        print(line, flush=True)
-        if out:
-            out.write(line + "\n")
-            out.flush()
-
-    try:
-        run(config, _STEPS.value, emit)
-    finally:
-        if out:
-            out.close()
-
-
-if __name__ == "__main__":
-    from keras_alexnet.cli import run_app
-    run_app(main, __name__, __doc__)
