@@ -3,7 +3,7 @@ import pathlib
 
 from setuptools import find_packages, setup
 
-PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark"]
+PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark", "study"]
 
 setup(
     name="keras_alexnet",
