@@ -25,6 +25,8 @@ setup(
         # make_tfrecords: decodes CMYK/grayscale/PNG-in-.JPEG files that
         # tf.io.decode_jpeg refuses, and detects truncated files.
         "pillow>=10",
+        # bin/study's figure1.png (the Agg backend: no display needed).
+        "matplotlib",
     ],
     extras_require={
         "and-cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
