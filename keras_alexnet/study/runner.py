@@ -50,6 +50,8 @@ def run_dir(out, name):
 def plan(base, variant_names, seeds):
     """[(run name, variant, seed, config)] in the order they run: seed-major, so an
     interrupted study has every variant's first seed before any second one."""
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise config_lib.ConfigError(f"--seeds: expected distinct seeds, got {list(seeds)}")
     runs = []
     for seed in seeds:
         for variant in variants_lib.check_names(variant_names):
