@@ -3,7 +3,7 @@ import pathlib
 
 from setuptools import find_packages, setup
 
-PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark", "study"]
+PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark", "study", "report"]
 
 setup(
     name="keras_alexnet",
@@ -25,7 +25,7 @@ setup(
         # make_tfrecords: decodes CMYK/grayscale/PNG-in-.JPEG files that
         # tf.io.decode_jpeg refuses, and detects truncated files.
         "pillow>=10",
-        # bin/study's figure1.png (the Agg backend: no display needed).
+        # bin/study's figure1.png and bin/report's figures (the Agg backend: no display needed).
         "matplotlib",
     ],
     extras_require={

@@ -76,12 +76,25 @@ def normalization_arrays(stats, normalization):
     raise ValueError(f"config.input.normalization: unknown {normalization!r}")
 
 
+def _configured_data_dir(workdir, input_config):
+    """config.input.data_dir, or the demo dataset the trainer generated inside the workdir.
+
+    The trainer records the demo's folder as the path it was given (relative to the
+    folder it ran in: runs/demo/demo_data); WORKDIR/demo_data finds it from anywhere.
+    """
+    configured = input_config.get("data_dir")
+    if not configured or (input_config.get("demo") and not tf.io.gfile.isdir(configured)):
+        return workdir_lib.demo_data_dir(workdir)
+    return configured
+
+
 def restore_run(workdir, checkpoint="best", *, data_dir=None):
     """Everything an export or an evaluation needs from a training workdir."""
     config = workdir_lib.read_config(workdir)
     input_config = config.get("input", {})
-    # An empty data_dir means the trainer generated the demo dataset inside the workdir.
-    data_dir = data_dir or input_config.get("data_dir") or workdir_lib.demo_data_dir(workdir)
+    data_dir = data_dir or _configured_data_dir(workdir, input_config)
+    if not tf.io.gfile.isdir(data_dir):
+        raise FileNotFoundError(f"data folder {data_dir} does not exist; pass --data_dir")
     labels = layout.load_labels(data_dir)
     num_classes = config["model"]["num_classes"]
     if len(labels) != num_classes:

@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+METRICS_FILENAME = "metrics.jsonl"
+
 
 def kernel_grid(kernel):
     """conv1 kernels [h, w, 3, n] as one image [1, H, W, 3] in 0..1, like the paper's Figure 3."""
@@ -40,7 +42,7 @@ class Reporter:
 
     def __init__(self, workdir):
         os.makedirs(workdir, exist_ok=True)
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = os.path.join(workdir, METRICS_FILENAME)
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
     def event(self, kind, step, **values):
@@ -65,6 +67,25 @@ class Reporter:
 
     def flush(self):
         self.writer.flush()
+
+
+def read_events(workdir):
+    """The events of WORKDIR/metrics.jsonl, in the order written.
+
+    A run resumed after kill -9 repeats the steps since its last checkpoint: readers
+    keep the last event of each step.
+    """
+    path = os.path.join(workdir, METRICS_FILENAME)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: no training events; has bin/train run in {workdir}?")
+    events = []
+    with tf.io.gfile.GFile(path) as f:
+        for line in f.read().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # blank, or cut short by kill -9 mid-write: one event lost, not the run's history
+    return events
 
 
 def _metadata(plugin):
