@@ -16,8 +16,8 @@ $(VENV)/.installed: setup.py
 
 # The main job end to end on the embedded demo data: generate a 10-class image
 # set, convert it with make_tfrecords, train with the progress bar, evaluate
-# (centre and ten crops), export for TF Serving, and predict on new images
-# through the export. Starts afresh in $(DEMO_DIR) each time.
+# (centre and ten crops), export for TF Serving (with its model card), and
+# predict on new images through the export. Starts afresh in $(DEMO_DIR) each time.
 DEMO_DIR ?= runs/demo
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR)
@@ -26,6 +26,8 @@ demo: $(VENV)/.installed
 	$(PY) -c "from keras_alexnet.data import demo_data; \
 	demo_data.make_demo_images('$(DEMO_DIR)/new_images', images_per_class=1, val_per_class=1, image_size=120, seed=123)"
 	$(PY) bin/predict --saved_model=$(DEMO_DIR)/models/alexnet $(DEMO_DIR)/new_images/val/*/*.jpg
+	@echo "The model card: $(DEMO_DIR)/models/alexnet/1/assets.extra/MODEL_CARD.md"
+	@echo "TensorBoard: $(VENV)/bin/tensorboard --logdir $(DEMO_DIR)/tensorboard, then http://localhost:6006"
 
 # The whole test suite (slow tests included).
 test: $(VENV)/.installed

@@ -27,6 +27,14 @@ setup(
         "pillow>=10",
         # bin/study's figure1.png and bin/report's figures (the Agg backend: no display needed).
         "matplotlib",
+        # TF Serving's messages: the export's warmup records and bin/predict's
+        # --server/--rest clients. Its 2.21 requires tensorflow>=2.21,<3, so it
+        # never moves the TensorFlow above.
+        "tensorflow-serving-api>=2.21,<2.22",
+        "grpcio",
+        # tf.summary.scalar/image (training's TensorBoard logs) and the
+        # `tensorboard --logdir` command; tensorflow 2.21 no longer installs it.
+        "tensorboard>=2.21,<2.22",
     ],
     extras_require={
         "and-cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],

@@ -264,6 +264,13 @@ def train_and_evaluate(config, workdir):
     return _final_evaluation(config, model, strategy, eval_ds, reporter, int(step), workdir)
 
 
+def _eval_bar(config, split, what):
+    """A final pass's progress: images, rate, ETA (when make_tfrecords recorded the split's size)."""
+    return progress.ProgressBar(layout.split_size(config.input.data_dir, split),
+                                title=f"final {split} {what}", mode=config.progress,
+                                every_seconds=10.0, skip_first=True)
+
+
 def _final_evaluation(config, model, strategy, eval_ds, reporter, step, workdir):
     """Centre-crop and (if configured) the paper's ten-crop errors of the final weights."""
     results = {"status": "done", "step": step}
@@ -271,10 +278,12 @@ def _final_evaluation(config, model, strategy, eval_ds, reporter, step, workdir)
                                   ten_crop=False)
     ten = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes, ten_crop=True)
     for split in filter(None, (config.input.eval_split, config.input.test_split)):
-        top1, top5, n = steps.evaluate(centre, eval_ds(split, False)())
+        top1, top5, n = steps.evaluate(centre, eval_ds(split, False)(),
+                                       _eval_bar(config, split, "centre"))
         values = {"centre_top1_error": top1, "centre_top5_error": top5, "num_images": n}
         if config.eval.ten_crop:
-            t1, t5, _ = steps.evaluate(ten, eval_ds(split, True)())
+            t1, t5, _ = steps.evaluate(ten, eval_ds(split, True)(),
+                                       _eval_bar(config, split, "ten crops"))
             values.update(ten_crop_top1_error=t1, ten_crop_top5_error=t5)
         reporter.event("final", step, split=split, **values)
         results[split] = values
