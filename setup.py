@@ -3,7 +3,7 @@ import pathlib
 
 from setuptools import find_packages, setup
 
-PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark"]
+PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark", "study", "report"]
 
 setup(
     name="keras_alexnet",
@@ -25,6 +25,16 @@ setup(
         # make_tfrecords: decodes CMYK/grayscale/PNG-in-.JPEG files that
         # tf.io.decode_jpeg refuses, and detects truncated files.
         "pillow>=10",
+        # bin/study's figure1.png and bin/report's figures (the Agg backend: no display needed).
+        "matplotlib",
+        # TF Serving's messages: the export's warmup records and bin/predict's
+        # --server/--rest clients. Its 2.21 requires tensorflow>=2.21,<3, so it
+        # never moves the TensorFlow above.
+        "tensorflow-serving-api>=2.21,<2.22",
+        "grpcio",
+        # tf.summary.scalar/image (training's TensorBoard logs) and the
+        # `tensorboard --logdir` command; tensorflow 2.21 no longer installs it.
+        "tensorboard>=2.21,<2.22",
     ],
     extras_require={
         "and-cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],

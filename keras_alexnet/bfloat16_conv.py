@@ -8,10 +8,22 @@ computes those two gradients in float32 and casts them back, on such CPUs only
 The network (model.py) builds its convolutions with it.
 """
 import functools
+import os
 
 import keras
 import tensorflow as tf
 from keras import layers
+
+
+@functools.cache
+def cpu_has_native_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """True on x86 CPUs with AVX512-BF16 or AMX-BF16 (their flags in /proc/cpuinfo)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 @functools.cache
@@ -24,12 +36,9 @@ def _slow_bfloat16_convolution_gradients():
     """
     if tf.config.list_physical_devices("GPU"):
         return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
+    if not os.path.exists("/proc/cpuinfo"):
         return False
-    return bool(flags) and not ({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+    return not cpu_has_native_bfloat16()
 
 
 def _conv2d_with_float32_gradients(x, kernel, strides, padding):

@@ -66,3 +66,34 @@ def test_non_chief_writes_to_a_temporary_folder(tmp_path):
     assert distribute.write_dir(str(tmp_path), True) == str(tmp_path)
     other = distribute.write_dir(str(tmp_path), False)
     assert other != str(tmp_path) and not other.startswith(str(tmp_path))
+
+
+def _fake_gpus(monkeypatch, capabilities):
+    import tensorflow as tf
+    gpus = [f"GPU:{i}" for i in range(len(capabilities))]
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                        lambda gpu: {"compute_capability": capabilities[gpus.index(gpu)]})
+
+
+@pytest.mark.parametrize("capabilities, expected", [
+    ([(8, 0)], "mixed_bfloat16"), ([(9, 0), (8, 6)], "mixed_bfloat16"),
+    ([(7, 0)], "mixed_float16"), ([(8, 0), (7, 5)], "mixed_float16")])
+def test_auto_precision_on_gpus_follows_the_compute_capability(monkeypatch, capabilities, expected):
+    _fake_gpus(monkeypatch, capabilities)
+    assert distribute.resolve_precision("auto") == expected
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse avx2 avx512f avx512_bf16", "mixed_bfloat16"), ("fpu avx2 amx_bf16", "mixed_bfloat16"),
+    ("fpu sse avx2 fma", "float32")])
+def test_auto_precision_on_cpus_follows_native_bfloat16(monkeypatch, tmp_path, flags, expected):
+    from keras_alexnet import bfloat16_conv
+    _fake_gpus(monkeypatch, [])
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    read_flags = bfloat16_conv.cpu_has_native_bfloat16.__wrapped__  # uncached
+    monkeypatch.setattr(bfloat16_conv, "cpu_has_native_bfloat16", lambda: read_flags(str(cpuinfo)))
+    assert distribute.resolve_precision("auto") == expected
+    assert distribute.resolve_precision("float32") == "float32"

@@ -1,4 +1,5 @@
 """bin/evaluate: error counting, a checkpoint and its export agreeing on the same records."""
+import io
 import json
 import os
 import subprocess
@@ -128,3 +129,21 @@ def test_batch_size_0_is_a_sentence(run):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "--batch_size=0" in done.stderr
+
+
+def test_progress_has_a_total_rate_and_eta(run):
+    stream = io.StringIO()
+    evaluate.evaluate_saved_model(run["path"], run["data"], batch_size=5, stream=stream)
+    lines = stream.getvalue().splitlines()
+    # Not a terminal: a line at once, one every 5 s, and the last.
+    assert lines[0].startswith("evaluate 5/12 [") and "img/s" in lines[0] and "ETA " in lines[0]
+    assert lines[-1].startswith("evaluate 12/12 [=") and "took " in lines[-1]
+    assert "top1_error" in lines[-1]
+
+
+def test_count_images_from_make_tfrecords_reports(run):
+    files = input_pipeline.list_shards(run["data"])
+    assert len(files) == 2 and evaluate.count_images(files) == 12
+    assert evaluate.count_images(files[:1]) is None  # one shard of two: unknown
+    assert evaluate.count_images(input_pipeline.list_shards(
+        os.path.join(run["data_dir"], "train-*"))) == 8

@@ -25,7 +25,8 @@ def test_export_writes_tf_serving_layout(tiny_export):
     assert tiny_export["path"] == os.path.join(tiny_export["export_dir"], "1")
     assert sorted(os.listdir(tiny_export["export_dir"])) == ["1"]  # no temporary folder left
     for name in ("saved_model.pb", "variables", "assets.extra/tf_serving_warmup_requests",
-                 "assets.extra/labels.txt", "assets.extra/metadata.json"):
+                 "assets.extra/labels.txt", "assets.extra/metadata.json",
+                 "assets.extra/MODEL_CARD.md"):
         assert os.path.exists(os.path.join(tiny_export["path"], name)), name
 
 
@@ -258,3 +259,55 @@ def test_an_export_dir_under_a_file_is_a_sentence(tiny_export, tmp_path):
     restored = fx.restored_run(tiny_export["model"], tiny_export["data_dir"])
     with pytest.raises(FileExistsError, match="file is a file, not a folder"):
         export.export_run(restored, str(tmp_path / "file" / "models"), num_warmup_images=0)
+
+
+def test_model_card_says_what_the_model_is(tiny_export, tmp_path):
+    workdir = tiny_export["workdir"]
+    # The trainer's events: epoch 1 is the checkpoint write_workdir saved (ckpt-1), epoch 2 the best.
+    events = [{"event": "train", "step": 1, "loss": 1.2},
+              {"event": "eval", "step": 1, "epoch": 1, "top1_error": 0.5, "top5_error": 0.1,
+               "num_images": 10},
+              {"event": "eval", "step": 2, "epoch": 2, "top1_error": 0.25, "top5_error": 0.01,
+               "num_images": 10},
+              {"event": "final", "step": 2, "split": "validation", "centre_top1_error": 0.3,
+               "centre_top5_error": 0.05, "ten_crop_top1_error": 0.2, "ten_crop_top5_error": 0.0,
+               "num_images": 10}]
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.write("".join(json.dumps(e) + "\n" for e in events) + '{"event": "eval", "st')  # cut short
+    export_dir = str(tmp_path / "models" / "resnet_not")
+    path = export.export_from_workdir(workdir, export_dir, num_warmup_images=1)
+    card = pathlib.Path(path, "assets.extra", "MODEL_CARD.md").read_text()
+    assert card.startswith("# resnet_not, version 1: AlexNet (4 classes)\n")
+    assert "ckpt-1` (step 1)" in card and f"Training workdir: `{workdir}`" in card
+    # Trained on: the data folder's splits, as make_tfrecords wrote them.
+    assert f"Data folder: `{tiny_export['data_dir']}` (4 classes)" in card
+    assert "- `validation`: 10 images, converted by make_tfrecords from imagefolder" in card
+    assert "- `train`: 8 images" in card
+    # The errors the run reached, from metrics.jsonl.
+    assert "| end of training (step 2), validation, 1 patch (centre) | 10 | 30.00% | 5.00% |" in card
+    assert "| end of training (step 2), validation, 10 patches | 10 | 20.00% | 0.00% |" in card
+    assert "| best epoch 2 (step 2), validation, 1 patch (centre) | 10 | 25.00% | 1.00% |" in card
+    assert "| epoch 1 (step 1, **this export**), validation, 1 patch (centre) | 10 | 50.00% |" in card
+    # Preprocessing, signatures with names, dtypes and shapes, labels, config, serving.
+    assert f"shorter side to {fx.RESIZE} px, central {fx.RESIZE}x{fx.RESIZE}" in card
+    assert "mean image" in card and "central 67x67 patch" in card
+    assert ("| `serving_default` | `image_bytes` string [-1] | `class_names` string [-1, 4], "
+            "`classes` int32 [-1, 4], `probabilities` float32 [-1, 4], `scores` float32 [-1, 4], "
+            "`synsets` string [-1, 4] |") in card
+    assert "| `predict_images` | `images` float32 [-1, 67, 67, 3] |" in card
+    assert "| `ten_crop` | `image_bytes` string [-1] |" in card
+    assert f"0. `{fx.SYNSETS[0]}` {fx.NAMES[0]}" in card and f"3. `{fx.SYNSETS[3]}`" in card
+    assert "| `model.image_size` | `67` |" in card and "| `model.width` | `0.125` |" in card
+    assert "| `batch_size` | `128` |" in card
+    assert (f"--mount type=bind,source={os.path.abspath(export_dir)},target=/models/resnet_not"
+            in card)
+    assert "-e MODEL_NAME=resnet_not tensorflow/serving" in card
+    assert "bin/predict --server=localhost:8500 --model_name=resnet_not photo.jpg" in card
+    assert f"bin/predict --saved_model={os.path.join(os.path.abspath(export_dir), '1')}" in card
+
+
+def test_model_card_without_a_workdir(tiny_export):
+    card = pathlib.Path(tiny_export["path"], "assets.extra", "MODEL_CARD.md").read_text()
+    assert "Not recorded (no metrics.jsonl in the training workdir)." in card
+    assert "Training workdir: not recorded" in card
+    assert "| `serving_default` | `image_bytes` string [-1] |" in card

@@ -12,6 +12,7 @@ LAYERS = [
     {"training"},
     {"serving"},
     {"benchmarks"},
+    {"study"},
     {"cli"},
 ]
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import fixtures as fx
 from keras_alexnet.serving import export
-from keras_alexnet.serving import predict
+from keras_alexnet.serving import client, predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,10 +29,11 @@ def exported(tmp_path_factory):
     return root
 
 
-def test_predict_files_reports_bad_files_and_keeps_going(exported):
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_predict_files_reports_bad_files_and_keeps_going(exported, batch_size):
     paths = [str(exported / n) for n in ("cat.jpg", "notes.txt", "missing.jpg", "gray.png",
                                          "truncated.jpg", "empty.jpg")]
-    results = predict.predict_files(str(exported / "models"), paths)
+    results = predict.predict_files(str(exported / "models"), paths, batch_size=batch_size)
     assert [r.path for r in results] == paths
     good = {os.path.basename(r.path): r for r in results if r.error is None}
     assert sorted(good) == ["cat.jpg", "gray.png"]
@@ -65,3 +66,36 @@ def test_bin_predict(exported):
     assert any(name in out[1] for name in fx.NAMES)
     assert "notes.txt: skipped, not an image" in done.stderr
     assert "skipped 1 of 3 files" in done.stderr
+
+
+class _Recorder:
+    """A classifier that records its batches and refuses any batch holding b"bad..." bytes."""
+
+    def __init__(self):
+        self.batches = []
+
+    def classify(self, images):
+        self.batches.append([bytes(b[:3]) for b in images])
+        if any(b.startswith(b"bad") for b in images):
+            raise client.BadRequest("Graph execution error:\n\nDetected at node x\n"
+                                    "bad bytes, no image\n\t [[{{node DecodeImage}}]]")
+        return [[(0, "n0", "zero", 1.0)] for _ in images]
+
+
+def test_batches_by_count_and_bytes_and_retries_a_refused_batch_file_by_file(tmp_path):
+    for name, data in {"a": b"aaa" * 30, "b": b"bbb" * 30, "bad": b"bad" * 30, "c": b"ccc" * 100,
+                       "empty": b""}.items():
+        (tmp_path / name).write_bytes(data)
+    names = ["a", "empty", "b", "bad", "c", "missing"]
+    recorder = _Recorder()
+    results = list(predict.predict_paths(recorder, [str(tmp_path / n) for n in names],
+                                         batch_size=2, max_batch_bytes=250))
+    assert [os.path.basename(r.path) for r in results] == names
+    assert recorder.batches == [[b"aaa", b"bbb"], [b"bad"], [b"ccc"]]
+    errors = {os.path.basename(r.path): r.error for r in results if r.error}
+    assert errors == {"empty": "empty file (0 bytes)", "bad": "not a decodable image: bad bytes, no image",
+                      "missing": errors["missing"]}
+    assert errors["missing"].startswith("cannot read")
+    recorder.batches.clear()
+    list(predict.predict_paths(recorder, [str(tmp_path / n) for n in ("a", "bad", "b")]))
+    assert recorder.batches == [[b"aaa", b"bad", b"bbb"], [b"aaa"], [b"bad"], [b"bbb"]]

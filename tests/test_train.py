@@ -59,18 +59,80 @@ def test_workdir_layout_and_metrics(finished_run):
     assert result["validation"]["centre_top1_error"] == final["centre_top1_error"]
 
 
+def _tensorboard_logs(workdir):
+    """WORKDIR/tensorboard as TensorBoard reads it (its plugin event accumulator)."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+    accumulator = plugin_event_accumulator.EventAccumulator(
+        os.path.join(workdir, "tensorboard"), size_guidance={"tensors": 0})
+    return accumulator.Reload()
+
+
 def test_tensorboard_has_scalars_and_conv1_kernels(finished_run):
     workdir, _ = finished_run
-    tags = {}
-    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                tags[value.tag] = value
-    assert {"train/loss", "train/learning_rate", "eval/top1_error", "eval/top5_error",
-            "train/images_per_sec", "conv1_kernels"} <= set(tags)
-    image = tf.make_ndarray(tags["conv1_kernels"].tensor)
-    assert image[2][:4] == b"\x89PNG"
-    assert tags["conv1_kernels"].metadata.plugin_data.plugin_name == "images"
+    logs = _tensorboard_logs(workdir)
+    scalars = set(logs.PluginTagToContent("scalars"))
+    assert {"train/loss", "train/top1_error", "train/learning_rate", "train/images_per_sec",
+            "eval/top1_error", "eval/top5_error", "final/centre_top1_error",
+            "final/ten_crop_top1_error", "final/ten_crop_top5_error"} <= scalars
+    # The same values as metrics.jsonl, at the same steps.
+    evals = read_events(workdir, "eval")
+    logged = [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in logs.Tensors("eval/top1_error")]
+    assert [step for step, _ in logged] == [e["step"] for e in evals]
+    np.testing.assert_allclose([v for _, v in logged], [e["top1_error"] for e in evals], rtol=1e-6)
+    final = read_events(workdir, "final")[0]
+    (ten_crop,) = logs.Tensors("final/ten_crop_top1_error")
+    assert float(tf.make_ndarray(ten_crop.tensor_proto)) == pytest.approx(final["ten_crop_top1_error"])
+
+    assert set(logs.PluginTagToContent("images")) == {"conv1_kernels"}
+    images = logs.Tensors("conv1_kernels")
+    assert [e.step for e in images] == [e["step"] for e in evals]  # one a validation
+    width, height, png = tf.make_ndarray(images[-1].tensor_proto)
+    image = tf.io.decode_png(png).numpy()
+    assert image.shape == (int(height), int(width), 3)
+    # conv1 of the tiny model: 12 kernels 11x11 in a grid with one-pixel borders.
+    assert image.shape[0] > 11 and image.shape[1] > 11 and image.std() > 0
+
+
+@pytest.mark.slow
+def test_tensorboard_command_serves_the_run(finished_run):
+    """README's `tensorboard --logdir WORKDIR/tensorboard`, with the installed command."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    workdir, _ = finished_run
+    command = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    assert os.path.exists(command), "tensorboard is a dependency: pip install -e . installs it"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([command, "--logdir", os.path.join(workdir, "tensorboard"),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        scalars = {}
+        deadline = time.time() + 120
+        while "eval/top1_error" not in scalars.get(".", {}) and time.time() < deadline:
+            assert server.poll() is None, server.stderr.read()[-2000:]
+            try:
+                scalars = get("/data/plugin/scalars/tags")
+            except OSError:
+                pass
+            time.sleep(1)
+        assert {"train/loss", "eval/top1_error", "final/ten_crop_top1_error"} <= set(scalars["."])
+        assert "conv1_kernels" in get("/data/plugin/images/tags")["."]
+        values = get("/data/plugin/scalars/scalars?run=.&tag=eval/top1_error")
+        assert [step for _, step, _ in values] == [e["step"] for e in read_events(workdir, "eval")]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_checkpoint_restores_into_a_fresh_model(finished_run):
@@ -108,6 +170,25 @@ def test_workdir_of_a_different_config_is_refused(finished_run, data_dir):
     with pytest.raises(config_lib.ConfigError, match="optimizer.learning_rate"):
         train.train_and_evaluate(tiny_config(data_dir, {"optimizer.learning_rate": 0.5}), workdir)
     assert open(os.path.join(workdir, "config.json")).read() == before
+
+
+def test_final_evaluation_shows_progress_with_rate_and_eta(data_dir, tmp_path, capsys):
+    """bin/train's last passes (centre, ten crops) on the one progress bar, sized by the split."""
+    from keras_alexnet.training import reporting
+    config = tiny_config(data_dir, {"progress": "lines"})
+    strategy = tf.distribute.get_strategy()
+    _, eval_ds = train._make_datasets(config, strategy, train.check_data(config), train_seed=0)
+    model = model_lib.build_alexnet(**config.model)
+    results = train._final_evaluation(config, model, strategy, eval_ds,
+                                      reporting.Reporter(str(tmp_path)), 0, str(tmp_path))
+    assert results["validation"]["num_images"] == 18
+    lines = capsys.readouterr().err.splitlines()
+    # Centre: batches of eval.batch_size 8; ten crops: 8 // 10 -> one image a step.
+    for what, first in (("centre", 8), ("ten crops", 1)):
+        mine = [line for line in lines if line.startswith(f"final validation {what} ")]
+        assert mine[0].startswith(f"final validation {what} {first}/18 [")
+        assert "img/s" in mine[0] and "ETA " in mine[0] and "top1_error" in mine[0]
+        assert mine[-1].startswith(f"final validation {what} 18/18 [=") and "took " in mine[-1]
 
 
 def test_loss_goes_down_on_a_learnable_dataset(data_dir, tmp_path):

@@ -22,8 +22,9 @@ from keras_alexnet.cli import run_app
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 64, "Images per step (serve: per throughput batch).",
                      lower_bound=1)
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras mixed-precision policy (train, infer, memory).")
+flags.DEFINE_enum("precision", "float32", ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras mixed-precision policy (train, infer, memory); 'auto' picks as "
+                  "bin/train does (the JSON line says which).")
 flags.DEFINE_integer("steps", 5, "Timed steps (serve: batches per system per round).",
                      lower_bound=1)
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, allocation).", lower_bound=0)
@@ -85,9 +86,11 @@ def _main(argv):
         print(json.dumps({"system": "keras_alexnet", "what": what, **memory.train_step_memory(
             FLAGS.batch_size, FLAGS.image_size, FLAGS.precision, FLAGS.steps, FLAGS.num_classes)}))
         return
+    from keras_alexnet.training import distribute
     rate = _rate(what)
     print(json.dumps({"system": "keras_alexnet", "what": what, "batch_size": FLAGS.batch_size,
-                      "precision": FLAGS.precision, "image_size": FLAGS.image_size,
+                      "precision": distribute.resolve_precision(FLAGS.precision),
+                      "image_size": FLAGS.image_size,
                       "threads": os.cpu_count(), "tensorflow": tf.__version__,
                       "images_per_sec": round(rate, 2)}))
 

@@ -4,6 +4,8 @@
 
 Writes models/alexnet/<N>/ with N one more than the newest version there
 (never overwriting one); point TF Serving at models/alexnet (see BUILD.md).
+N/assets.extra/MODEL_CARD.md says what the model is: its data, the validation
+errors the run reached, preprocessing, signatures, labels, config, how to serve it.
 """
 import os
 import sys
@@ -43,6 +45,7 @@ def main(argv):
         sys.stderr.write(f"bin/export: error: {e}\n")
         sys.exit(1)
     print(f"exported {path}")
+    print(f"model card: {os.path.join(path, 'assets.extra', 'MODEL_CARD.md')}")
     print(f"signatures: {export.SERVING_DEFAULT} (image_bytes), {export.PREDICT_IMAGES} (images), "
           f"{export.TEN_CROP} (image_bytes)")
 

@@ -1,9 +1,14 @@
 """bin/predict: top-5 classes, with names and scores, of image files through an export.
 
-    bin/predict --saved_model=models/alexnet photo.jpg scan.png ...
+    bin/predict --saved_model=models/alexnet photo.jpg scan.png ...        # in this process
+    bin/predict --server=localhost:8500 photo.jpg scan.png ...             # TF Serving, gRPC
+    bin/predict --rest=http://localhost:8501 photo.jpg scan.png ...        # TF Serving, REST
 
-Files that cannot be read or decoded are reported on stderr and skipped; the
-exit status is 1 if any was.
+Exactly one of --saved_model, --server and --rest. Files go --batch_size to a
+request. Files that cannot be read or decoded are reported on stderr and
+skipped, the others still classified; the exit status is 1 if any was. A
+server that does not answer (down, --timeout, unknown --model_name, --version
+or --signature) is an error: status 1.
 """
 import os
 import sys
@@ -15,30 +20,63 @@ from absl import app, flags  # noqa: E402
 from keras_alexnet.cli import run_app
 
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "SavedModel folder or model base path "
-                                   "(its newest version).")
-_TEN_CROP = flags.DEFINE_bool("ten_crop", False, "Average the paper's ten patches.")
-flags.mark_flags_as_required(["saved_model"])
+                                   "(its newest version), loaded in this process.")
+_SERVER = flags.DEFINE_string("server", None, "TF Serving's gRPC address HOST:PORT (port 8500).")
+_REST = flags.DEFINE_string("rest", None, "TF Serving's REST address http://HOST:PORT (port 8501).")
+_MODEL_NAME = flags.DEFINE_string("model_name", "alexnet", "With --server/--rest: the served "
+                                  "model's name (TF Serving's MODEL_NAME).")
+_VERSION = flags.DEFINE_integer("version", None, "With --server/--rest: this version of the "
+                                "model (default: the newest the server has loaded).")
+_SIGNATURE = flags.DEFINE_string("signature", None, "serving_default (the centre patch) or "
+                                 "ten_crop (the paper's ten patches averaged).")
+_TEN_CROP = flags.DEFINE_bool("ten_crop", False, "Shorthand for --signature=ten_crop.")
+_TIMEOUT = flags.DEFINE_float("timeout", 30.0, "With --server/--rest: seconds to wait for each "
+                              "answer.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Files per request.")
+
+
+def _signature():
+    if _TEN_CROP.value and _SIGNATURE.value not in (None, "ten_crop"):
+        raise app.UsageError(f"--ten_crop and --signature={_SIGNATURE.value} disagree")
+    return "ten_crop" if _TEN_CROP.value else (_SIGNATURE.value or "serving_default")
+
+
+def _classifier(signature):
+    from keras_alexnet.serving import client, predict
+    remote = dict(model_name=_MODEL_NAME.value, signature=signature, version=_VERSION.value,
+                  timeout=_TIMEOUT.value)
+    if _SERVER.value:
+        return client.GrpcClassifier(_SERVER.value, **remote)
+    if _REST.value:
+        return client.RestClassifier(_REST.value, **remote)
+    return predict.load_classifier(_SAVED_MODEL.value, signature)
 
 
 def main(argv):
     paths = argv[1:]
     if not paths:
         raise app.UsageError("give one or more image files after the flags")
-    from keras_alexnet.serving import predict
-    try:
-        _, classify = predict.load_classifier(_SAVED_MODEL.value,
-                                              "ten_crop" if _TEN_CROP.value else "serving_default")
-    except (OSError, ValueError) as e:
-        sys.stderr.write(f"bin/predict: error: --saved_model={_SAVED_MODEL.value}: {e}\n")
-        sys.exit(1)
+    given = [f"--{f.name}" for f in (_SAVED_MODEL, _SERVER, _REST) if f.value]
+    if len(given) != 1:
+        raise app.UsageError("give exactly one of --saved_model, --server (gRPC) and --rest"
+                             + (f", not {' and '.join(given)}" if given else ""))
+    if _BATCH_SIZE.value < 1:
+        raise app.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be at least 1")
+    signature = _signature()
+    source = f"{given[0]}={(_SAVED_MODEL.value or _SERVER.value or _REST.value)}"
+    from keras_alexnet.serving import client, predict
     skipped = 0
-    for path in paths:
-        prediction = predict.predict_file(classify, path)
-        if prediction.error:
-            skipped += 1
-            sys.stderr.write(predict.format_prediction(prediction) + "\n")
-        else:
-            print(predict.format_prediction(prediction), flush=True)
+    try:
+        classifier = _classifier(signature)
+        for prediction in predict.predict_paths(classifier, paths, _BATCH_SIZE.value):
+            if prediction.error:
+                skipped += 1
+                sys.stderr.write(predict.format_prediction(prediction) + "\n")
+            else:
+                print(predict.format_prediction(prediction), flush=True)
+    except (OSError, ValueError, client.ServerError) as e:
+        sys.stderr.write(f"bin/predict: error: {source}: {e}\n")
+        sys.exit(1)
     if skipped:
         sys.stderr.write(f"bin/predict: skipped {skipped} of {len(paths)} files\n")
         sys.exit(1)

@@ -197,3 +197,14 @@ def splits_complete(data_dir, splits):
 def writer_jpeg_quality(manifest):
     """The JPEG quality make_tfrecords re-encoded with; 0 if it kept the original bytes (--resize 0)."""
     return int(manifest.get("quality", 90)) if manifest.get("resize", 1) else 0
+
+
+def split_size(data_dir, split):
+    """How many examples make_tfrecords wrote for a complete split (report-{split}.json), or None."""
+    path = report_paths(data_dir, split)[0]
+    if not splits_complete(data_dir, [split]) or not tf.io.gfile.exists(path):
+        return None
+    try:
+        return int(read_json(path)["written"])
+    except (ValueError, KeyError, TypeError):
+        return None

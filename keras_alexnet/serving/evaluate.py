@@ -76,19 +76,41 @@ def check_labels(data, synsets, model_what, stream=sys.stderr):
                      "converted with the same classes.")
 
 
-def _accumulate(batches, setting, stream, data=None):
-    """Result over (probabilities, labels) batches, with a progress line every few seconds."""
+def count_images(files):
+    """Examples in `files` when they are exactly one split make_tfrecords wrote, else None.
+
+    The count is the split's report-{split}.json's: counting the records would read the data twice.
+    """
+    folders = {os.path.dirname(f) for f in files}
+    if len(folders) != 1:
+        return None
+    folder = folders.pop()
+    for split in layout.read_manifest(folder).get("splits", {}):
+        if sorted(tf.io.gfile.glob(layout.shard_pattern(folder, split))) == sorted(files):
+            return layout.split_size(folder, split)
+    return None
+
+
+def _accumulate(batches, setting, stream, total=None, data=None):
+    """Result over (probabilities, labels) batches, with the progress bar (ETA if total is known).
+
+    A shard cut short (DataLossError) becomes a sentence naming it.
+    """
     try:
-        return _accumulate_unchecked(batches, setting, stream)
+        return _accumulate_unchecked(batches, setting, stream, total)
     except tf.errors.DataLossError as e:
         raise ValueError(layout.describe_data_loss(e, [data] if data else [])) from None
 
 
-def _accumulate_unchecked(batches, setting, stream):
+def _accumulate_unchecked(batches, setting, stream, total=None):
+    """Result over (probabilities, labels) batches, with the progress bar (ETA if total is known).
+
+    On a terminal the bar redraws one line; elsewhere a line every 5 seconds.
+    """
     result = Result(setting, 0, 0, 0)
-    # No total: counting the records first would read the whole split twice.
-    bar = progress.ProgressBar(None, title="evaluate", mode="lines" if stream else "none",
-                               every_seconds=5.0, stream=stream)
+    # skip_first: the rate (and ETA) from the second batch on; the first one traces the model.
+    bar = progress.ProgressBar(total, title="evaluate", mode="auto" if stream else "none",
+                               every_seconds=5.0, skip_first=True, stream=stream)
     for probabilities, labels in batches:
         top1, top5 = count_errors(probabilities, labels)
         result.num_images += len(labels)
@@ -122,7 +144,7 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
 
     batches = ((probabilities(images).numpy(), labels.numpy()) for images, labels in dataset)
     return _accumulate(batches, f"checkpoint {run.checkpoint_path}, {_patches(ten_crop)}", stream,
-                       data)
+                       count_images(input_pipeline.list_shards(data)), data)
 
 
 def resolve_saved_model(path):
@@ -149,7 +171,8 @@ def evaluate_saved_model(saved_model, data, *, ten_crop=False, batch_size=64, st
     dataset = dataset.map(lambda r: input_pipeline.parse_example(r, offset)).batch(batch_size)
     batches = ((signature(image_bytes=images)["probabilities"].numpy(), labels.numpy())
                for images, labels in dataset)
-    return _accumulate(batches, f"export {path}, {_patches(ten_crop)}", stream, data)
+    return _accumulate(batches, f"export {path}, {_patches(ten_crop)}", stream, count_images(files),
+                       data)
 
 
 def format_table(results, data):

@@ -5,6 +5,9 @@ checkpoint, and writes TF Serving's model base path layout
 
     EXPORT_DIR/<version>/saved_model.pb, variables/, assets.extra/
 
+(assets.extra/: TF Serving's warmup requests, labels.txt, metadata.json and
+MODEL_CARD.md, model_card.py's summary for people)
+
 with a new integer version; the version is written under a hidden temporary
 name and renamed only when complete, so TF Serving never sees half a model and
 an existing version is never overwritten.
@@ -35,6 +38,7 @@ from absl import logging
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
 from keras_alexnet.data.preprocessing import central_crop, ten_crops
+from keras_alexnet.serving import model_card
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
 
@@ -282,8 +286,12 @@ def read_tfrecord_images(pattern, limit):
     return [tf.io.parse_single_example(r, spec)["image/encoded"].numpy() for r in dataset]
 
 
-def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name=None):
-    """Exports a restore.RestoredRun (model, labels, statistics); returns the version's path."""
+def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name=None,
+               workdir=None):
+    """Exports a restore.RestoredRun (model, labels, statistics); returns the version's path.
+
+    workdir: the training workdir, whose metrics.jsonl gives the model card its errors.
+    """
     metadata = {"config": run.config, "checkpoint": run.checkpoint_path,
                 "image_size": run.image_size, "resize": int(run.mean_image.shape[0]),
                 "label_offset": run.label_offset, "normalization": run.normalization,
@@ -295,9 +303,15 @@ def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name
                                   num_warmup_images)
     labels = layout.labels_text(zip(run.synsets, run.class_names))
     model_name = model_name or os.path.basename(os.path.normpath(export_dir))
+    version = next_version(export_dir) if version is None else int(version)  # the card names it
+    card = model_card.model_card(
+        module.signatures(), metadata, synsets=run.synsets, class_names=run.class_names,
+        model_name=model_name, version=version, export_dir=export_dir, data_dir=run.data_dir,
+        events=model_card.read_metrics(workdir), workdir=workdir)
     path = save(module, export_dir, version=version, warmup_images=warmup, model_name=model_name,
                 extra_files={layout.LABELS_FILENAME: labels,
-                             "metadata.json": json.dumps(metadata, indent=2, sort_keys=True)})
+                             "metadata.json": json.dumps(metadata, indent=2, sort_keys=True),
+                             model_card.CARD_FILENAME: card})
     logging.info("exported %s (checkpoint %s)", path, run.checkpoint_path)
     return path
 
@@ -307,4 +321,4 @@ def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None
     from keras_alexnet.serving import restore  # keras_alexnet's model code: export time only
 
     return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir), export_dir,
-                      **kwargs)
+                      workdir=workdir, **kwargs)

@@ -1,13 +1,21 @@
-"""bin/predict: the top-5 classes of image files, through an export's serving_default signature.
+"""bin/predict: the top-5 classes of image files, through an export or a running TF Serving.
 
-Each file is its own request, so one unreadable or undecodable file is reported
-and skipped while the others are still classified.
+The classifier is one of client.py's three (the SavedModel in process, gRPC,
+REST); what happens to the files is the same for all of them. Files are sent
+in batches; a file that cannot be read, or is empty, is skipped before any
+request. The model refuses a whole batch when one of its files is not an
+image, so such a batch is sent again one file per request: the bad file is
+reported with the model's reason and skipped, the others are still classified.
 """
 import dataclasses
 
 import tensorflow as tf
 
+from keras_alexnet.serving import client
 from keras_alexnet.serving.evaluate import resolve_saved_model
+
+DEFAULT_BATCH_SIZE = 8
+MAX_BATCH_BYTES = 32 * 1024 * 1024  # a request's image bytes (REST adds a third for base64)
 
 
 @dataclasses.dataclass
@@ -17,31 +25,21 @@ class Prediction:
     error: str = None     # why the file was skipped
 
 
-def load_classifier(saved_model, signature="serving_default"):
-    """The signature function of a SavedModel (or of a model base path's newest version)."""
-    path = resolve_saved_model(saved_model)
-    return path, tf.saved_model.load(path).signatures[signature]
+def load_classifier(saved_model, signature=client.DEFAULT_SIGNATURE):
+    """client.SavedModelClassifier of a SavedModel (or of a model base path's newest version)."""
+    return client.SavedModelClassifier(resolve_saved_model(saved_model), signature)
 
 
-def predict_file(classify, path):
-    """One Prediction; a file that cannot be read or decoded gets `error` instead of `top`."""
+def read_image(path):
+    """(bytes, None), or (None, why) for a file that cannot be read or is empty."""
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             data = f.read()
     except (OSError, tf.errors.OpError) as e:
-        return Prediction(path, error=f"cannot read: {getattr(e, 'message', None) or e}")
+        return None, f"cannot read: {getattr(e, 'message', None) or e}"
     if not data:
-        return Prediction(path, error="empty file (0 bytes)")
-    try:
-        out = classify(image_bytes=tf.constant([data]))
-    except tf.errors.InvalidArgumentError as e:
-        summary = error_summary(e.message)
-        if summary.startswith("image_bytes[0] is "):  # the export's request check: one file
-            return Prediction(path, error=summary[len("image_bytes[0] is "):])
-        return Prediction(path, error=f"not a decodable image: {summary}")
-    rows = zip(out["classes"][0].numpy(), out["synsets"][0].numpy(),
-               out["class_names"][0].numpy(), out["scores"][0].numpy())
-    return Prediction(path, top=[(int(c), s.decode(), n.decode(), float(p)) for c, s, n, p in rows])
+        return None, "empty file (0 bytes)"
+    return data, None
 
 
 def error_summary(message):
@@ -49,15 +47,60 @@ def error_summary(message):
     noise = ("Graph execution error", "Detected at node", "<stack traces", "\t", " ", "File ")
     lines = [line for line in message.splitlines() if line.strip() and not line.startswith(noise)]
     line = lines[-1] if lines else message.strip()
-    if line.startswith("assertion failed: [") and line.endswith("]"):  # the export's check_request
-        line = line[len("assertion failed: ["):-1]
+    if "assertion failed: [" in line and line.endswith("]"):  # the export's check_request
+        line = line[line.index("assertion failed: [") + len("assertion failed: ["):-1]
     return line
 
 
-def predict_files(saved_model, paths, signature="serving_default"):
-    """Predictions for every path, in order."""
-    _, classify = load_classifier(saved_model, signature)
-    return [predict_file(classify, p) for p in paths]
+def _refused(path, error):
+    summary = error_summary(str(error))
+    if summary.startswith("image_bytes[0] is "):  # the export's request check, on one file
+        return Prediction(path, error=summary[len("image_bytes[0] is "):])
+    return Prediction(path, error=f"not a decodable image: {summary}")
+
+
+def _classify(classifier, items):
+    """Predictions for [(path, bytes)]: one request, or one per file if the model refused it."""
+    try:
+        rows = classifier.classify([data for _, data in items])
+    except client.BadRequest as error:
+        if len(items) == 1:
+            return [_refused(items[0][0], error)]
+        return [p for item in items for p in _classify(classifier, [item])]
+    return [Prediction(path, top=top) for (path, _), top in zip(items, rows)]
+
+
+def _batches(paths, batch_size, max_bytes):
+    """Groups of consecutive paths, each [(path, bytes or None, error or None)]."""
+    group, count, size = [], 0, 0
+    for path in paths:
+        data, error = read_image(path)
+        if count and data and (count >= batch_size or size + len(data) > max_bytes):
+            yield group
+            group, count, size = [], 0, 0
+        group.append((path, data, error))
+        if data:
+            count, size = count + 1, size + len(data)
+    if group:
+        yield group
+
+
+def predict_paths(classifier, paths, batch_size=DEFAULT_BATCH_SIZE, max_batch_bytes=MAX_BATCH_BYTES):
+    """Yields a Prediction for every path, in order, as each batch is answered.
+
+    client.ServerError (no answer from a server) propagates: it is no file's fault.
+    """
+    for group in _batches(paths, max(1, batch_size), max_batch_bytes):
+        readable = [(path, data) for path, data, error in group if error is None]
+        answered = iter(_classify(classifier, readable) if readable else [])
+        for path, _, error in group:
+            yield Prediction(path, error=error) if error else next(answered)
+
+
+def predict_files(saved_model, paths, signature=client.DEFAULT_SIGNATURE,
+                  batch_size=DEFAULT_BATCH_SIZE):
+    """Predictions for every path, in order, through a SavedModel in this process."""
+    return list(predict_paths(load_classifier(saved_model, signature), paths, batch_size))
 
 
 def format_prediction(prediction):

@@ -83,6 +83,8 @@ def restore_run(workdir, checkpoint="best", *, data_dir=None):
     # config.json's data_dir is absolute (relative in runs written before); an empty one is
     # the demo data, inside the workdir wherever it now is.
     data_dir = data_dir or workdir_lib.stored_data_dir(config, workdir)
+    if not tf.io.gfile.isdir(data_dir):
+        raise FileNotFoundError(f"data folder {data_dir} does not exist; pass --data_dir")
     labels = layout.load_labels(data_dir)
     num_classes = config["model"]["num_classes"]
     if len(labels) != num_classes:

@@ -1,9 +1,8 @@
 """What training records: metrics.jsonl and TensorBoard summaries (the progress bar is progress.py).
 
-TensorBoard summaries are written with the core `tf.summary.write` op and the
-scalars/images plugin names, because `tf.summary.scalar`/`image` need the
-tensorboard package, which is not a dependency (reading the logs needs it;
-writing them does not).
+TensorBoard summaries are `tf.summary.scalar` and `tf.summary.image` (their
+implementations come with the tensorboard package, a dependency, which also
+gives the `tensorboard --logdir WORKDIR/tensorboard` command).
 
 Every scalar goes to both TensorBoard (WORKDIR/tensorboard) and a JSON-lines
 file (WORKDIR/metrics.jsonl, one object per event) so runs can be read
@@ -16,7 +15,8 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
+
+METRICS_FILENAME = "metrics.jsonl"
 
 
 def kernel_grid(kernel):
@@ -40,7 +40,7 @@ class Reporter:
 
     def __init__(self, workdir):
         os.makedirs(workdir, exist_ok=True)
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = os.path.join(workdir, METRICS_FILENAME)
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
     def event(self, kind, step, **values):
@@ -52,25 +52,36 @@ class Reporter:
         with self.writer.as_default(step=int(step)):
             for name, value in values.items():
                 if isinstance(value, (int, float, np.floating, np.integer)) and name != "epoch":
-                    tf.summary.write(f"{kind}/{name}", tf.constant(float(value), tf.float32),
-                                     metadata=_metadata("scalars"))
+                    tf.summary.scalar(f"{kind}/{name}", float(value))
         return record
 
     def kernels(self, step, kernel):
+        """conv1's kernels as one image (kernel_grid), TensorBoard's Images tab."""
         with self.writer.as_default(step=int(step)):
-            grid = kernel_grid(kernel)[0]
-            png = tf.io.encode_png(tf.cast(tf.round(grid * 255), tf.uint8))
-            size = [tf.as_string(grid.shape[1]), tf.as_string(grid.shape[0])]  # width, height
-            tf.summary.write("conv1_kernels", tf.stack(size + [png]), metadata=_metadata("images"))
+            tf.summary.image("conv1_kernels", kernel_grid(kernel), max_outputs=1,
+                             description="conv1 kernels, as in the paper's Figure 3")
 
     def flush(self):
         self.writer.flush()
 
 
-def _metadata(plugin):
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = plugin
-    return metadata
+def read_events(workdir):
+    """The events of WORKDIR/metrics.jsonl, in the order written.
+
+    A run resumed after kill -9 repeats the steps since its last checkpoint: readers
+    keep the last event of each step.
+    """
+    path = os.path.join(workdir, METRICS_FILENAME)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: no training events; has bin/train run in {workdir}?")
+    events = []
+    with tf.io.gfile.GFile(path) as f:
+        for line in f.read().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # blank, or cut short by kill -9 mid-write: one event lost, not the run's history
+    return events
 
 
 def _plain(value):

@@ -105,9 +105,10 @@ def make_eval_step(model, strategy, *, num_classes, ten_crop):
     return eval_step
 
 
-def evaluate(eval_step, dataset, stop=None):
+def evaluate(eval_step, dataset, bar=None, stop=None):
     """Runs eval_step over a whole distributed dataset; returns (top-1 error, top-5 error, n).
 
+    bar: a progress.ProgressBar counting images (with the running top-1 error), or None.
     stop: a function telling whether this process was asked to stop (a signal); if any
     worker was, the pass ends after the current batch and None is returned.
     """
@@ -118,6 +119,10 @@ def evaluate(eval_step, dataset, stop=None):
         if stopped > 0:
             return None
         top1, top5, count = top1 + a, top5 + b, count + n
+        if bar is not None and count:
+            bar.update(int(count), top1_error=round(1.0 - top1 / count, 4))
     if not count:
         raise ValueError("the evaluation split is empty")
+    if bar is not None:
+        bar.update(int(count), final=True, top1_error=round(1.0 - top1 / count, 4))
     return 1.0 - top1 / count, 1.0 - top5 / count, int(count)

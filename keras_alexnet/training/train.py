@@ -205,6 +205,9 @@ def _train(config, workdir, strategy, chief, scratch):
             failure = workdir_lib.WorkdirError(f"--workdir {workdir}: cannot write there ({e})")
     _stop_unless_all_agree(strategy, failure)
     precision = distribute.set_precision(config.precision)
+    if chief:
+        print(f"precision: {precision}" + (" (config.precision='auto')" if config.precision == "auto"
+                                           else ""), flush=True)
     reporter = reporting.Reporter(distribute.write_dir(workdir, chief, scratch))
     steps_per_epoch = num_train_examples(config, stats) // config.batch_size
     if steps_per_epoch < 1:
@@ -349,6 +352,13 @@ def _explain_data_loss(error, config):
     return ConfigError(layout.describe_data_loss(error, patterns))
 
 
+def _eval_bar(config, split, what):
+    """A final pass's progress: images, rate, ETA (when make_tfrecords recorded the split's size)."""
+    return progress.ProgressBar(layout.split_size(config.input.data_dir, split),
+                                title=f"final {split} {what}", mode=config.progress,
+                                every_seconds=10.0, skip_first=True)
+
+
 def _final_evaluation(config, model, strategy, eval_ds, reporter, step, workdir, stop=None):
     """Centre-crop and (if configured) the paper's ten-crop errors of the final weights."""
     results = {"status": "done", "step": step}
@@ -356,8 +366,10 @@ def _final_evaluation(config, model, strategy, eval_ds, reporter, step, workdir,
                                   ten_crop=False)
     ten = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes, ten_crop=True)
     for split in filter(None, (config.input.eval_split, config.input.test_split)):
-        centre_result = steps.evaluate(centre, eval_ds(split, False)(), stop=stop)
-        ten_result = (steps.evaluate(ten, eval_ds(split, True)(), stop=stop)
+        centre_result = steps.evaluate(centre, eval_ds(split, False)(),
+                                       _eval_bar(config, split, "centre"), stop=stop)
+        ten_result = (steps.evaluate(ten, eval_ds(split, True)(),
+                                     _eval_bar(config, split, "ten crops"), stop=stop)
                       if config.eval.ten_crop and centre_result is not None else (None, None, None))
         if centre_result is None or ten_result is None:
             # Training is complete and saved; the same command redoes only this evaluation.

@@ -1,0 +1,58 @@
+"""bin/report: the paper's figures from a training run (curves, Figure 3, Figure 4) and report.json.
+
+    bin/report --workdir=RUN --out=DIR [--data_dir=TFRECORDS] [--checkpoint=best|latest|PATH]
+
+Writes DIR/curves.png (training and validation top-1 error per epoch, learning-rate
+drops marked), DIR/conv1_kernels.png (the conv1 kernels feeding each tower of
+conv2, with their mean chroma), DIR/neighbours.png (validation images and their
+nearest training images in fc7 space) and DIR/report.json. The nearest neighbours
+take one pass over the validation and the training split, streamed: memory stays
+bounded on ILSVRC-size splits (keras_alexnet/study/neighbours.py).
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from absl import app, flags  # noqa: E402
+
+from keras_alexnet.cli import run_app  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json, metrics.jsonl, best/).")
+_OUT = flags.DEFINE_string("out", None, "Folder for the figures and report.json (created if missing).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFRecords folder with both splits, labels.txt and "
+                                "stats.npz (default: the run's config.input.data_dir).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "'best', 'latest', a checkpoint folder or "
+                                  "a checkpoint prefix such as RUN/checkpoints/ckpt-12.")
+_K = flags.DEFINE_integer("k", 5, "Nearest training images per validation image.")
+_NUM_QUERIES = flags.DEFINE_integer("num_queries", 5, "Validation images shown in neighbours.png.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per step of the fc7 passes.")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from keras_alexnet.study import report
+    try:
+        result = report.write_report(_WORKDIR.value, _OUT.value, data_dir=_DATA_DIR.value,
+                                     checkpoint=_CHECKPOINT.value, k=_K.value,
+                                     num_queries=_NUM_QUERIES.value, batch_size=_BATCH_SIZE.value)
+    except (ValueError, FileNotFoundError) as e:
+        sys.stderr.write(f"bin/report: error: {e}\n")
+        sys.exit(1)
+    colour, nn = result["conv1_colour"], result["neighbours"]
+    print(f"conv1 mean chroma: tower1 {colour['tower1']:.3f}, tower2 {colour['tower2']:.3f} "
+          f"({colour['split']})")
+    print(f"fc7 {nn['k']} nearest: same class {nn['same_class_precision']:.1%} "
+          f"(chance {nn['chance']:.1%}) over {nn['num_validation']:,} validation images")
+    print(f"wrote curves.png, conv1_kernels.png, neighbours.png, {report.REPORT_FILENAME} "
+          f"in {_OUT.value}")
+
+
+def run():
+    run_app(main, __name__, __doc__)
+
+
+if __name__ == "__main__":
+    run()
