@@ -183,6 +183,7 @@ def train_and_evaluate(config, workdir):
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest:
         ckpt.restore(latest).assert_existing_objects_matched()
+        model_lib.seek_dropout(model, int(step))  # the masks an uninterrupted run would draw
         print(f"resumed from {latest} at step {int(step)}, epoch {int(epoch)}", flush=True)
     optimizer.learning_rate.assign(float(schedule.learning_rate))
 
