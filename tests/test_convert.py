@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -407,7 +408,9 @@ def test_a_killed_worker_stops_the_run_naming_its_shard_and_a_rerun_resumes(tmp_
             proc.kill()
     assert proc.returncode == 1, err
     assert f"worker process {workers[0]} was killed by SIGKILL" in err
-    assert "while writing shard train-0000" in err and "Traceback" not in err
+    # Which shard it held depends on timing: a worker killed between two shards held none.
+    assert re.search(r"while writing shard train-000\d\d-of-00008|before it started a shard", err), err
+    assert "Traceback" not in err
     complete = sorted(n for n in os.listdir(out) if n.startswith("train-"))
     assert complete  # kept
     again = subprocess.run(command, capture_output=True, text=True, timeout=300,
