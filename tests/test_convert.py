@@ -343,7 +343,7 @@ def test_a_killed_worker_stops_the_run_naming_its_shard_and_a_rerun_resumes(tmp_
     import time
     big = fx.encode(fx.picture(900, 1200, seed=3), quality=95)  # ~25 ms a conversion
     for c in ("n01", "n02"):
-        for i in range(120):
+        for i in range(300):  # 75 a shard: seconds of work each, so the kill lands mid-shard
             fx.write(str(tmp_path / "in" / c / f"{i}.JPEG"), big)
     out = tmp_path / "out"
     command = [sys.executable, os.path.join(REPO, "bin", "make_tfrecords"),
@@ -373,7 +373,7 @@ def test_a_killed_worker_stops_the_run_naming_its_shard_and_a_rerun_resumes(tmp_
                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert again.returncode == 0, again.stderr
     assert f"resuming, {len(complete)} of 8 shards complete" in again.stderr
-    assert "found 240 = written 240 + skipped 0" in again.stderr
+    assert "found 600 = written 600 + skipped 0" in again.stderr
 
 
 def test_a_second_converter_into_the_same_folder_is_refused(tmp_path):

@@ -69,7 +69,7 @@ def test_grpc_and_rest_answer_as_the_saved_model_does(served):
     reference = _reference(served)
     errors = {os.path.basename(r.path): r.error for r in reference if r.error}
     assert sorted(errors) == ["empty.jpg", "missing.jpg", "notes.txt", "truncated.jpg"]
-    assert "Unknown image file format" in errors["notes.txt"]
+    assert errors["notes.txt"] == "not an image (JPEG, PNG, GIF, BMP, WebP)"  # export.check_request
     assert "Invalid JPEG data" in errors["truncated.jpg"]
     assert {r.top[0][2] for r in reference if r.top} <= set(fx.NAMES)
     for protocol, classifier in _classifiers(served).items():
