@@ -4,7 +4,11 @@ Eight learned layers, named after the paper: conv1..conv5, fc6..fc8. conv2, conv
 and conv5 are grouped convolutions with two groups, built as the paper's two
 towers (split the channels, two ordinary convolutions, concatenate) rather than
 `Conv2D(groups=2)`, which Keras compiles with XLA on CPU: 2.5x slower here, and
-XLA has no place in a graph meant for TF Serving.
+XLA has no place in a graph meant for TF Serving. LRN after conv1 and conv2
+normalizes each tower's maps on their own, as the two GPUs did (lrn_per_tower).
+
+Dropout draws its masks per replica: under MirroredStrategy and
+MultiWorkerMirroredStrategy every replica of every worker has its own (replica_seed).
 
 The model returns float32 logits; softmax belongs to the loss and the export.
 """
@@ -38,23 +42,38 @@ DROPOUT_SCALINGS = ("paper", "inverted")
 class LocalResponseNormalization(layers.Layer):
     """Cross-channel LRN through `tf.nn.local_response_normalization`.
 
+    towers > 1 normalizes each tower's channels on their own (split, LRN, concatenate), as
+    the paper's two-GPU network did: a GPU normalized the maps it held. towers=1 is the
+    plain LRN over all channels.
+
     Always computes in float32: TensorFlow has no bfloat16 LRN kernel on CPU
     and no float16 one on GPU, so the layer ignores the mixed-precision policy.
     """
 
     def __init__(self, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS, alpha=LRN_ALPHA,
-                 beta=LRN_BETA, **kwargs):
+                 beta=LRN_BETA, towers=1, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.depth_radius = depth_radius
         self.bias = bias
         self.alpha = alpha
         self.beta = beta
+        self.towers = int(towers)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels % self.towers:
+            raise ValueError(f"{self.name}: {channels} channels do not split into "
+                             f"{self.towers} towers")
+
+    def _lrn(self, x):
+        return tf.nn.local_response_normalization(
+            x, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta)
 
     def call(self, inputs):
-        return tf.nn.local_response_normalization(
-            inputs, depth_radius=self.depth_radius, bias=self.bias,
-            alpha=self.alpha, beta=self.beta)
+        if self.towers == 1:
+            return self._lrn(inputs)
+        return tf.concat([self._lrn(x) for x in tf.split(inputs, self.towers, axis=-1)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -62,7 +81,7 @@ class LocalResponseNormalization(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(depth_radius=self.depth_radius, bias=self.bias,
-                      alpha=self.alpha, beta=self.beta)
+                      alpha=self.alpha, beta=self.beta, towers=self.towers)
         return config
 
 
@@ -126,8 +145,56 @@ class TowerConv2D(layers.Layer):
         return config
 
 
+def replica_seed(seed):
+    """int64 [2]: `seed` folded with this replica's index among all replicas of all workers.
+
+    Variables created in `strategy.scope()` are mirrored: a dropout layer's seed state is
+    the same on every replica (and, MultiWorkerMirroredStrategy broadcasting initial
+    values, on every worker), so masks drawn from it alone are the same everywhere.
+    `replica_id_in_sync_group` is global across workers; outside a strategy it is 0.
+    """
+    seed = tf.cast(seed, tf.int64)
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context: no replica of its own
+        return seed
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    return tf.random.experimental.stateless_fold_in(seed, replica)
+
+
+class _ReplicaDropout(layers.Dropout):
+    """keras.layers.Dropout whose masks differ between replicas (and workers).
+
+    The mask's seed is the layer's seed state (advanced once per training call, as in
+    Keras) folded with the replica's global index (replica_seed): every replica draws
+    its own masks, and a seeded layer draws the same ones on every run.
+    """
+
+    def _drop(self, inputs):
+        """Inverted dropout: units zeroed with probability rate, the others times 1 / (1 - rate)."""
+        if self.rate >= 1.0:
+            return tf.zeros_like(inputs)
+        noise_shape = None
+        if self.noise_shape is not None:
+            shape = tf.shape(inputs)
+            noise_shape = [shape[i] if d is None else d for i, d in enumerate(self.noise_shape)]
+        return tf.nn.experimental.stateless_dropout(
+            inputs, rate=self.rate, noise_shape=noise_shape,
+            seed=replica_seed(self.seed_generator.next()))
+
+
 @keras.saving.register_keras_serializable(package="keras_alexnet")
-class PaperDropout(layers.Dropout):
+class InvertedDropout(_ReplicaDropout):
+    """keras.layers.Dropout ("inverted": kept units times 1 / (1 - rate) in training, the
+    identity at test time), with a mask per replica."""
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            return self._drop(inputs)
+        return inputs
+
+
+@keras.saving.register_keras_serializable(package="keras_alexnet")
+class PaperDropout(_ReplicaDropout):
     """Dropout as the paper does it: zero each unit with probability `rate` in training,
     multiply every output by 1 - rate at test time ("we use all the neurons but multiply
     their outputs by 0.5").
@@ -138,13 +205,31 @@ class PaperDropout(layers.Dropout):
     rate: inverted dropout doubles the inputs of fc7 and fc8 during training, so an SGD
     step moves their outputs 4x as far. With the paper's unit biases that is enough to
     make the logits oscillate and kill fc7 on a 10-class dataset (docs/RESULTS.md).
+
+    The mask is drawn per replica (see _ReplicaDropout): the paper samples one per
+    training case.
     """
 
     def call(self, inputs, training=False):
         if training and self.rate > 0:
-            # Keras's mask (and its seed handling), without its 1 / (1 - rate) scaling.
-            return super().call(inputs, training=True) * (1.0 - self.rate)
+            # The inverted mask, without its 1 / (1 - rate) scaling.
+            return self._drop(inputs) * (1.0 - self.rate)
         return inputs * (1.0 - self.rate)
+
+
+def seek_dropout(model, step):
+    """Sets every dropout layer's seed state to where `step` training steps leave it.
+
+    Each training step advances a layer's state by one. The state is not in the
+    checkpoints (tf.train.Checkpoint does not track Keras seed generators), so a resumed
+    run calls this to draw the masks an uninterrupted run would have drawn, rather than
+    the first steps' masks again.
+    """
+    for layer in model.layers:
+        if isinstance(layer, _ReplicaDropout) and layer.rate > 0:
+            state = layer.seed_generator.state
+            state.assign(tf.stack([tf.convert_to_tensor(state)[0],
+                                   tf.constant(int(step), state.dtype)]))
 
 
 def _with_seed_offset(initializer, offset):
@@ -170,9 +255,9 @@ def _initializers(name, init, seed, layer_index, init_bias=1.0):
 
 
 def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_alpha=LRN_ALPHA,
-                  overlapping_pool=True, activation="relu", dropout=0.5, dropout_scaling="paper",
-                  width=1.0, fc_units=4096, init="paper", init_bias=1.0, seed=None,
-                  name="alexnet"):
+                  lrn_per_tower=True, overlapping_pool=True, activation="relu", dropout=0.5,
+                  dropout_scaling="paper", width=1.0, fc_units=4096, init="paper", init_bias=1.0,
+                  seed=None, name="alexnet"):
     """Builds the paper's AlexNet; every default is the paper's.
 
     Args:
@@ -181,17 +266,22 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
       towers: 2 for the paper's grouped conv2/conv4/conv5; 1 for no grouping.
       lrn: local response normalization after conv1 and conv2.
       lrn_alpha: 2e-5 (authors' code); 1e-4 is the paper's formula as printed.
+      lrn_per_tower: with towers=2, normalize each tower's maps on their own (the paper's
+        two GPUs each normalized the maps they held: 48 of conv1's 96, 128 of conv2's 256);
+        False normalizes across the tower boundary (channels 46-49 and 126-129 mix), as
+        runs before this option did. No effect with towers=1.
       overlapping_pool: 3x3 stride-2 max pooling; False gives 2x2 stride 2.
       activation: 'relu' (the paper) or 'tanh' (the paper's Figure 1 baseline).
       dropout: rate on the inputs of fc7 and fc8 (after fc6 and fc7).
       dropout_scaling: 'paper' (outputs times 1 - rate at test time, PaperDropout) or
-        'inverted' (keras.layers.Dropout: kept units times 1 / (1 - rate) in training).
+        'inverted' (InvertedDropout, as keras.layers.Dropout: kept units times 1 / (1 - rate)
+        in training). Both draw their own masks on every replica and worker.
       width: multiplier on every convolution's kernel count (tests build it tiny).
       fc_units: width of fc6 and fc7.
       init: 'paper' (weights N(0, 0.01^2), biases 1/0 per layer) or 'glorot'.
       init_bias: with init='paper', the bias of conv2, conv4, conv5, fc6 and fc7 (the
         paper's 1; Caffe's bvlc_alexnet needed 0.1).
-      seed: makes the initialization reproducible.
+      seed: makes the initialization and the dropout masks reproducible.
     """
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size={image_size} is below the minimum {MIN_IMAGE_SIZE}")
@@ -222,12 +312,13 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = Float32GradConv2D(filters(96), 11, strides=4, padding="valid", activation=activation,
                           name="conv1", **init_for("conv1"))(inputs)
+    lrn_towers = towers if lrn_per_tower else 1
     if lrn:
-        x = LocalResponseNormalization(alpha=lrn_alpha, name="lrn1")(x)
+        x = LocalResponseNormalization(alpha=lrn_alpha, towers=lrn_towers, name="lrn1")(x)
     x = pool("pool1")(x)
     x = tower_conv("conv2", 256, 5)(x)
     if lrn:
-        x = LocalResponseNormalization(alpha=lrn_alpha, name="lrn2")(x)
+        x = LocalResponseNormalization(alpha=lrn_alpha, towers=lrn_towers, name="lrn2")(x)
     x = pool("pool2")(x)
     x = Float32GradConv2D(filters(384), 3, padding="same", activation=activation, name="conv3",
                           **init_for("conv3"))(x)
@@ -236,10 +327,14 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
     x = pool("pool5")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(fc_units, activation=activation, name="fc6", **init_for("fc6"))(x)
-    dropout_layer = PaperDropout if dropout_scaling == "paper" else layers.Dropout
-    x = dropout_layer(dropout, name="drop6")(x)
+    dropout_layer = PaperDropout if dropout_scaling == "paper" else InvertedDropout
+
+    def dropout_seed(index):
+        return None if seed is None else seed + 10_000 + index  # apart from the layers' seeds
+
+    x = dropout_layer(dropout, seed=dropout_seed(6), name="drop6")(x)
     x = layers.Dense(fc_units, activation=activation, name="fc7", **init_for("fc7"))(x)
-    x = dropout_layer(dropout, name="drop7")(x)
+    x = dropout_layer(dropout, seed=dropout_seed(7), name="drop7")(x)
     # fc8 computes in float32 under every policy: the logits feed the softmax
     # and the loss, where float16/bfloat16 would lose precision.
     logits = layers.Dense(num_classes, name="fc8", dtype="float32", **init_for("fc8"))(x)

@@ -32,8 +32,9 @@ def test_probe_rows_and_stiffness_scale_with_the_learning_rate(data_dir):
     assert set(first["update"]) == {"conv1", "conv2/tower0", "conv2/tower1", "conv3",
                                     "conv4/tower0", "conv4/tower1", "conv5/tower0",
                                     "conv5/tower1", "fc6", "fc7", "fc8"}
-    # Step 1 starts from the same weights and batch: only the rate differs.
-    assert rows[0.02][0]["stiffness"] == pytest.approx(2 * first["stiffness"], rel=1e-3)
+    # Step 1 starts from the same weights and batch: only the rate differs. The rows round
+    # stiffness to 3 decimals: 2 x a rounded value is off by up to 0.001, the other by 0.0005.
+    assert rows[0.02][0]["stiffness"] == pytest.approx(2 * first["stiffness"], abs=1.6e-3)
     assert first["stiffness"] > 0
 
 

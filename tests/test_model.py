@@ -23,6 +23,9 @@ def alexnet():
 
 def test_parameter_count_is_the_papers(alexnet):
     assert alexnet.count_params() == 60_965_224
+    # LRN has no parameters: normalizing within or across towers changes none.
+    cross = model_lib.build_alexnet(seed=0, lrn_per_tower=False)
+    assert cross.count_params() == 60_965_224
 
 
 def test_every_stage_has_the_papers_shape(alexnet):
@@ -59,6 +62,47 @@ def test_lrn_literal_paper_alpha_is_one_parameter_away():
     a = np.random.default_rng(1).uniform(0, 300, (1, 2, 2, 7)).astype("float32")
     layer = model_lib.LocalResponseNormalization(alpha=1e-4)
     np.testing.assert_allclose(layer(a), _lrn_reference(a, divide_alpha_by_n=False), rtol=1e-5)
+
+
+def test_per_tower_lrn_is_lrn_of_each_half():
+    a = np.random.default_rng(2).uniform(0, 300, (2, 3, 3, 16)).astype("float32")
+    per_tower = model_lib.LocalResponseNormalization(towers=2)(a).numpy()
+    halves = np.concatenate([_lrn_reference(a[..., :8]), _lrn_reference(a[..., 8:])], axis=-1)
+    np.testing.assert_allclose(per_tower, halves, rtol=1e-5)
+    np.testing.assert_allclose(model_lib.LocalResponseNormalization(towers=1)(a),
+                               _lrn_reference(a), rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [96, 256])  # conv1's maps (48 a tower), conv2's (128)
+def test_cross_tower_lrn_differs_from_per_tower_only_at_the_boundary(channels):
+    a = np.random.default_rng(3).uniform(0, 300, (1, 4, 4, channels)).astype("float32")
+    per_tower = model_lib.LocalResponseNormalization(towers=2)(a).numpy()
+    across = model_lib.LocalResponseNormalization(towers=1)(a).numpy()
+    differs = np.flatnonzero(np.any(~np.isclose(per_tower, across, rtol=1e-6), axis=(0, 1, 2)))
+    half = channels // 2
+    # depth_radius 2: the two channels on each side of the boundary see the other tower.
+    assert differs.tolist() == [half - 2, half - 1, half, half + 1]
+
+
+def test_lrn_is_per_tower_by_default_and_plain_with_one_tower():
+    towers = lambda **kw: [model_lib.build_alexnet(**TINY, **kw).get_layer(n).towers  # noqa: E731
+                           for n in ("lrn1", "lrn2")]
+    assert towers() == [2, 2]  # the paper's: each GPU normalized its own maps
+    assert towers(lrn_per_tower=False) == [1, 1]
+    assert towers(towers=1) == [1, 1]
+    assert towers(towers=1, lrn_per_tower=False) == [1, 1]
+    x = np.random.default_rng(4).normal(0, 50, (2, 67, 67, 3)).astype("float32")
+
+    def lrn1(**kw):
+        model = model_lib.build_alexnet(**TINY, seed=3, init="glorot", **kw)
+        return keras.Model(model.inputs, model.get_layer("lrn1").output)(x).numpy()
+
+    per_tower, across = lrn1(), lrn1(lrn_per_tower=False)
+    assert per_tower.shape[-1] == 12  # 6 maps a tower at width 0.125
+    differs = np.flatnonzero(np.any(~np.isclose(per_tower, across, rtol=1e-6), axis=(0, 1, 2)))
+    assert differs.tolist() == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="do not split into 2 towers"):
+        model_lib.LocalResponseNormalization(towers=2)(np.ones((1, 2, 2, 5), "float32"))
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
@@ -239,7 +283,7 @@ def test_paper_dropout_zeroes_units_in_training_and_halves_them_at_test_time():
 
 
 @pytest.mark.parametrize("scaling, layer_class", [("paper", model_lib.PaperDropout),
-                                                  ("inverted", keras.layers.Dropout)])
+                                                  ("inverted", model_lib.InvertedDropout)])
 def test_dropout_scaling_picks_the_layer_and_the_test_time_output(scaling, layer_class):
     model = model_lib.build_alexnet(**TINY, seed=2, dropout_scaling=scaling)
     assert type(model.get_layer("drop6")) is layer_class
@@ -259,3 +303,37 @@ def test_init_bias_sets_the_papers_unit_biases_only():
                 np.testing.assert_allclose(v.numpy(), 0.1)
     for name in ("conv1", "conv3", "fc8"):
         assert np.all(model.get_layer(name).bias.numpy() == 0.0)
+
+
+def test_inverted_dropout_is_keras_dropout_with_a_seed_per_replica():
+    layer = model_lib.InvertedDropout(0.5, seed=0)
+    assert isinstance(layer, keras.layers.Dropout)
+    x = tf.ones((64, 512))
+    trained = layer(x, training=True).numpy()
+    assert set(np.unique(trained)) == {0.0, 2.0} and 0.45 < (trained == 0).mean() < 0.55
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
+    assert not np.array_equal(layer(x, training=True).numpy(), trained)  # a new mask each call
+
+
+def test_dropout_masks_are_reproducible_from_the_seed():
+    def masks(seed):
+        model = model_lib.build_alexnet(**TINY, seed=seed)
+        probe = keras.Model(model.inputs, model.get_layer("drop7").output)
+        x = np.random.default_rng(0).normal(0, 50, (4, 67, 67, 3)).astype("float32")
+        return [probe(x, training=True).numpy() == 0 for _ in range(2)]
+
+    first, again, other = masks(5), masks(5), masks(6)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[1])  # each step its own
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_seek_dropout_sets_the_masks_of_a_later_step():
+    model = model_lib.build_alexnet(**TINY, seed=5)
+    probe = keras.Model(model.inputs, model.get_layer("drop6").output)
+    x = np.random.default_rng(0).normal(0, 50, (4, 67, 67, 3)).astype("float32")
+    steps = [probe(x, training=True).numpy() for _ in range(3)]
+    model_lib.seek_dropout(model, 2)
+    np.testing.assert_array_equal(probe(x, training=True).numpy(), steps[2])
+    model_lib.seek_dropout(model_lib.build_alexnet(**TINY, dropout=0.0), 4)  # no dropout: no-op

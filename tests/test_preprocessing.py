@@ -52,7 +52,8 @@ def test_random_crop_is_a_window_of_the_stored_image_and_varies():
     full = decoded(image_bytes)
     offsets = set()
     for k in range(12):
-        patch = pp.preprocess_for_train(image_bytes, seed=[k, 0], image_size=67, flip=False).numpy()
+        patch = pp.preprocess_for_train(image_bytes, seed=[k, 0], image_size=67, flip=False,
+                                        stored_size=80).numpy()
         offset, error = _window_offset(full, patch)
         assert error < 0.1, "the training patch is not a window of the decoded image"
         offsets.add(offset)
@@ -74,7 +75,9 @@ def test_mean_patch_matches_the_crop():
                                                       ten_crop=True).numpy(), 0.0, atol=1e-4)
 
 
-def test_mean_image_of_another_size_is_resized_to_the_stored_image():
+def test_an_image_of_another_size_than_the_mean_image_is_resized_to_it():
+    """The mean image's side is the stored size: an 80x80 image with a 160x160 mean image is
+    resized to 160 (as make_tfrecords would have), and the mean patch covers the same place."""
     image_bytes = jpeg(80, 80, seed=3)
     big_mean = tf.image.resize(decoded(image_bytes), [160, 160], antialias=True).numpy()
     out = pp.preprocess_for_train(image_bytes, make_stats(big_mean), seed=SEED, image_size=67,
@@ -87,7 +90,7 @@ def test_mean_image_of_another_size_is_resized_to_the_stored_image():
 
 def test_centre_crop_and_non_square_paper_resize():
     image_bytes = jpeg(80, 80)
-    centre = pp.preprocess_for_eval(image_bytes, image_size=66).numpy()
+    centre = pp.preprocess_for_eval(image_bytes, image_size=66, stored_size=80).numpy()
     assert _window_offset(decoded(image_bytes), centre)[0] == (7, 7)
     wide = np.zeros((40, 80, 3), np.uint8)
     wide[:, 20:60] = 255  # white central square, black sides
@@ -213,3 +216,21 @@ def test_inception_crop_subtracts_the_same_window_of_the_mean_image(seed):
     assert mean_patch.shape == (67, 67, 3)
     np.testing.assert_allclose(mean_patch.numpy(), want.numpy(), atol=6.0)
     assert float(tf.reduce_max(mean_patch) - tf.reduce_min(mean_patch)) > 10  # not a constant
+
+
+def test_only_squares_of_the_stored_size_are_cropped_as_they_are():
+    """A square of another side (a 400x400 original, or 80x80 with 96x96 statistics) is
+    resized to the stored size first; one of exactly that size is the canvas itself."""
+    stats = make_stats(np.full((96, 96, 3), 100.0))
+    for side in (80, 120):
+        image_bytes = jpeg(side, side, seed=4)
+        canvas = pp.decode_canvas(image_bytes, 67, paper_size=96)
+        assert canvas.shape == (96, 96, 3)
+        resized = pp.resize_shorter_side_pillow_bicubic(decoded(image_bytes), 96).numpy()
+        np.testing.assert_array_equal(canvas.numpy(), resized)
+        centre = pp.preprocess_for_eval(image_bytes, stats, image_size=67).numpy() + 100.0
+        np.testing.assert_allclose(centre, resized[14:81, 14:81], atol=1e-4)
+    stored = jpeg(96, 96, seed=5)
+    np.testing.assert_array_equal(pp.decode_canvas(stored, 67, paper_size=96).numpy(), decoded(stored))
+    with pytest.raises(ValueError, match="stored_size=80 differs from the mean image's side 96"):
+        pp.preprocess_for_eval(stored, stats, image_size=67, stored_size=80)

@@ -10,6 +10,7 @@ from PIL import Image
 
 import fixtures as fx
 from keras_alexnet.data import input_pipeline, layout
+from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.study import neighbours, report
 from keras_alexnet.training import reporting
 
@@ -93,9 +94,10 @@ def test_precision_is_the_brute_force_knn_of_the_fc7_features(trained):
 
 def test_display_patches_are_numbered_as_make_dataset_reads(trained):
     """read_centre_patches' numbering is make_dataset(training=False)'s (no mean: same pixels)."""
+    stored_size = stats_lib.load_stats(trained["data_dir"]).mean_image.shape[0]
     images = np.concatenate([x.numpy() for x, _ in input_pipeline.make_dataset(
         layout.shard_pattern(trained["data_dir"], "validation"), 4, training=False,
-        image_size=67, repeat=False)])
+        image_size=67, repeat=False, stored_size=stored_size)])
     patches = neighbours.read_centre_patches(trained["data_dir"], "validation", [0, 5, 17, 3],
                                              image_size=67)
     assert sorted(patches) == [0, 3, 5, 17]

@@ -262,3 +262,24 @@ def test_config_json_of_older_runs_still_resumes(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="'data' is a relative path .* pass --data_dir"):
         workdir_lib.stored_data_dir(workdir_lib.read_config(str(tmp_path / "run")),
                                     str(tmp_path / "run"))
+
+def test_config_json_written_before_lrn_per_tower_rebuilds_cross_tower_lrn(tmp_path):
+    """Runs trained with LRN across the tower boundary rebuild that network, and a new run's
+    per-tower default is refused in their workdir rather than resumed as a different net."""
+    import json
+    from keras_alexnet.serving import restore
+    config = config_lib.get_config()
+    config.model.update(num_classes=4, image_size=67, width=0.125, fc_units=16)
+    config.input.data_dir = "/data"
+    old = config.to_dict()
+    del old["model"]["lrn_per_tower"]
+    (tmp_path / workdir_lib.CONFIG_FILENAME).write_text(json.dumps(old))
+    read = workdir_lib.read_config(str(tmp_path))["model"]
+    assert read["lrn_per_tower"] is False
+    model = restore.build_model(read)
+    assert [model.get_layer(n).towers for n in ("lrn1", "lrn2")] == [1, 1]
+    with pytest.raises(config_lib.ConfigError, match="model.lrn_per_tower"):
+        workdir_lib.check_workdir(config, str(tmp_path))
+    config.model.lrn_per_tower = False  # resuming the old run as it was trained
+    assert workdir_lib.check_workdir(config, str(tmp_path)) is True
+    assert config_lib.get_config().model.lrn_per_tower is True

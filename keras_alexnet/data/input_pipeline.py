@@ -39,12 +39,15 @@ def list_shards(file_pattern):
 def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=227, label_offset=0,
                  input_context=None, seed=None, ten_crop=False, repeat=None,
                  normalization="mean_image", crop="paper", drop_remainder=None,
-                 shuffle_buffer=SHUFFLE_BUFFER, lighting_std=preprocessing.LIGHTING_STD):
+                 shuffle_buffer=SHUFFLE_BUFFER, lighting_std=preprocessing.LIGHTING_STD,
+                 stored_size=None):
     """Batches of (images float32 [B, S, S, 3] (or [B, 10, S, S, 3] with ten_crop), labels int32 [B]).
 
     batch_size is the batch this dataset yields: under tf.distribute pass
     input_context.get_per_replica_batch_size(global_batch). stats: DatasetStats,
     a stats.npz path or its folder, or None (no mean subtraction, no lighting).
+    stored_size: the side of the stored squares, cropped as they are (other images are
+    resized to it first); by default the mean image's, 256 without stats.
     seed makes the order and every augmentation reproducible. Evaluation
     (training=False, repeat=False) yields every example exactly once, in order.
     """
@@ -89,13 +92,14 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
             image_bytes, label = parse(serialized)
             return preprocessing.preprocess_for_train(
                 image_bytes, stats, seed=example_seed, image_size=image_size, crop=crop,
-                normalization=normalization, lighting_std=lighting_std), label
+                normalization=normalization, lighting_std=lighting_std,
+                stored_size=stored_size), label
     else:
         def process(serialized):
             image_bytes, label = parse(serialized)
             return preprocessing.preprocess_for_eval(
                 image_bytes, stats, image_size=image_size, normalization=normalization,
-                ten_crop=ten_crop), label
+                ten_crop=ten_crop, stored_size=stored_size), label
     ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     # drop_remainder in training keeps the batch shape static for the compiled step.
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

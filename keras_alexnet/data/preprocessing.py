@@ -8,12 +8,14 @@ images). Values stay on the 0..255 scale, centred by the mean image. PCA
 lighting scales a_i by the components' standard deviations, as the authors'
 code did (see pca_lighting).
 
-Stored images that are square and at least image_size wide (make_tfrecords
-writes squares of --resize pixels, 256 by default) are cropped directly.
-Anything else (e.g. another converter's original-size images) first gets the
-paper's treatment: shorter side to the mean image's size (256 without
-statistics), central square. A mean image of another size than the stored
-image is resized to it, so the subtracted patch covers the same place.
+The stored size R is the mean image's side (make_tfrecords' --resize, 256 by
+default; 256 without statistics). Stored images that are R x R squares are
+cropped directly. Anything else (`--resize 0` data, another converter's
+original-size images, squares of another size such as 400x400) first gets the
+paper's treatment as make_tfrecords gives it: shorter side to R with Pillow's
+bicubic (resize_shorter_side_pillow_bicubic, the one resize the statistics and
+the export's graph use too), central R x R square. So the mean image always
+covers the canvas the crops come from, at the same scale.
 
 Off by default, for the usual modern variant: normalization='channel'
 (per-channel mean/std from the statistics) and crop='inception' (random
@@ -35,6 +37,8 @@ IMAGENET_CHANNEL_STD = (58.395, 57.12, 57.375)
 # the mean image and PCA are of the very pixels training sees; TensorFlow's default
 # (INTEGER_FAST) is darker by ~0.8 levels on average and off by up to 7.
 DCT_METHOD = "INTEGER_ACCURATE"
+# make_tfrecords' Pillow filter (Image.BICUBIC): Keys a=-0.5, which tf.image.resize's bicubic is.
+RESIZE_METHOD = "bicubic"
 
 
 def _seeds(seed, n):
@@ -50,11 +54,17 @@ def _decode(image_bytes, window=None):
 
 
 def _canvas(image_bytes, image_size, paper_size):
-    """(side of the square canvas crops come from, whether it is the stored image itself)."""
+    """(side of the square canvas crops come from, whether it is the stored image itself).
+
+    The canvas is paper_size (the stored size, the mean image's side) square, or
+    image_size if that is larger. Only an image of exactly that size is the canvas itself;
+    any other (a 400x400 original too) is resized to it first.
+    """
     shape = tf.image.extract_jpeg_shape(image_bytes)
     h, w = shape[0], shape[1]
-    direct = tf.logical_and(tf.equal(h, w), h >= image_size)
-    return tf.where(direct, h, tf.maximum(paper_size, image_size)), direct
+    side = tf.maximum(tf.constant(paper_size, tf.int32), tf.constant(image_size, tf.int32))
+    direct = tf.logical_and(tf.equal(h, w), tf.equal(h, side))
+    return side, direct
 
 
 def decode_canvas(image_bytes, image_size=227, paper_size=PAPER_SIZE):
@@ -63,21 +73,57 @@ def decode_canvas(image_bytes, image_size=227, paper_size=PAPER_SIZE):
 
     def resized():
         image = _decode(image_bytes)
-        return central_crop(resize_shorter_side_bilinear(image, side), side)
+        return central_crop(resize_shorter_side_pillow_bicubic(image, side), side)
 
     return tf.cond(direct, lambda: tf.cast(_decode(image_bytes), tf.float32), resized)
 
 
-def resize_shorter_side_bilinear(image, size):
-    """Aspect-preserving bilinear resize so the shorter side is `size` (returns float32).
+def scaled_size(height, width, size):
+    """(new_height, new_width) with the shorter side `size` and the aspect ratio kept.
 
-    For images make_tfrecords did not write (another converter's originals); the
-    export's Pillow-faithful bicubic is serving.preprocessing.resize_shorter_side_pillow_bicubic.
+    As the writer: longer side round(side * size / shorter), half to even like
+    Python's round(), and never below size.
     """
-    hw = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = tf.cast(size, tf.float32) / tf.reduce_min(hw)
-    new_hw = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), size)
-    return tf.image.resize(image, new_hw, antialias=True)
+    height, width = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    scale = tf.cast(size, tf.float64) / tf.minimum(height, width)
+    new_height = tf.maximum(tf.cast(tf.round(height * scale), tf.int32), size)
+    new_width = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), size)
+    return new_height, new_width
+
+
+def _round_to_uint8_range(image):
+    # Pillow's 8-bit resampling rounds half up and clips after each pass.
+    return tf.clip_by_value(tf.floor(image + 0.5), 0.0, 255.0)
+
+
+def resize_shorter_side_pillow_bicubic(image, size, method=RESIZE_METHOD):
+    """float32 [h, w, 3] with integer values 0..255, shorter side `size`, as Pillow's bicubic gives.
+
+    The one resize of original images: make_tfrecords' (Pillow, Image.BICUBIC, for the
+    stored images and the statistics), reproduced in TensorFlow ops for the input
+    pipeline's non-stored images and the export's graph. Two passes (width, then
+    height) with rounding in between, as Pillow's resample does; Keys a=-0.5 with
+    antialiasing. An image whose shorter side already is `size` passes through
+    unchanged, as in Pillow. Not reproduced: Pillow's box reduction first for
+    downscales of 6x or more (the writer's reducing_gap=3), and its fixed-point filter
+    weights (+-1 level on ~0.02% of values).
+    """
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    size = tf.cast(size, tf.int32)
+
+    def resize():
+        new_height, new_width = scaled_size(height, width, size)
+        # At scale 1 the Keys kernel is the identity: each pass changes one axis only.
+        wide = tf.image.resize(tf.cast(image, tf.float32), tf.stack([height, new_width]),
+                               method=method, antialias=True)
+        wide = _round_to_uint8_range(wide)
+        return _round_to_uint8_range(
+            tf.image.resize(wide, tf.stack([new_height, new_width]), method=method,
+                            antialias=True))
+
+    return tf.cond(tf.equal(tf.minimum(height, width), size), lambda: tf.cast(image, tf.float32),
+                   resize)
 
 
 def central_crop(image, size):
@@ -142,11 +188,14 @@ def normalize_channels(image, mean=IMAGENET_CHANNEL_MEAN, std=IMAGENET_CHANNEL_S
     return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
-def _stats_parts(stats):
-    """(mean image or None, paper size) of a DatasetStats or None."""
+def _stats_parts(stats, stored_size=None):
+    """(mean image or None, stored size): the mean image's side, or stored_size, or 256."""
     if stats is None:
-        return None, PAPER_SIZE
-    return np.asarray(stats.mean_image, np.float32), int(stats.mean_image.shape[0])
+        return None, int(stored_size or PAPER_SIZE)
+    side = int(stats.mean_image.shape[0])
+    if stored_size and int(stored_size) != side:
+        raise ValueError(f"stored_size={stored_size} differs from the mean image's side {side}")
+    return np.asarray(stats.mean_image, np.float32), side
 
 
 def _inception_window(image_bytes, seed):
@@ -197,16 +246,19 @@ def _normalize(image, stats, normalization):
 
 
 def preprocess_for_train(image_bytes, stats=None, *, seed=None, image_size=227, crop="paper",
-                         normalization="mean_image", lighting_std=LIGHTING_STD, flip=True):
+                         normalization="mean_image", lighting_std=LIGHTING_STD, flip=True,
+                         stored_size=None):
     """JPEG bytes -> float32 [S, S, 3]: crop, mean patch subtracted, flip, PCA lighting.
 
     stats: a stats.DatasetStats (mean image, PCA) or None (no mean, no lighting).
     seed: int [2] stateless seed, the same seed giving the same result; None draws one.
+    stored_size: the side of the stored squares; by default the mean image's (256
+    without statistics). Other images are resized to it first.
     """
     if seed is None:
         seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
     crop_seed, flip_seed, light_seed = tf.unstack(_seeds(seed, 3))
-    mean_image, paper_size = _stats_parts(stats)
+    mean_image, paper_size = _stats_parts(stats, stored_size)
     use_mean = normalization == "mean_image" and mean_image is not None
     patch, mean = random_crop(image_bytes, crop_seed, image_size,
                               mean_image if use_mean else None, crop, paper_size)
@@ -243,9 +295,12 @@ def ten_crops(image, size):
 
 
 def preprocess_for_eval(image_bytes, stats=None, *, image_size=227, normalization="mean_image",
-                        ten_crop=False):
-    """JPEG bytes -> float32 [S, S, 3] centre patch, or [10, S, S, 3] with ten_crop."""
-    mean_image, paper_size = _stats_parts(stats)
+                        ten_crop=False, stored_size=None):
+    """JPEG bytes -> float32 [S, S, 3] centre patch, or [10, S, S, 3] with ten_crop.
+
+    stored_size: as in preprocess_for_train.
+    """
+    mean_image, paper_size = _stats_parts(stats, stored_size)
     use_mean = normalization == "mean_image" and mean_image is not None
     if ten_crop:
         canvas = decode_canvas(image_bytes, image_size, paper_size)

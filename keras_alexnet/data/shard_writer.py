@@ -40,6 +40,22 @@ def _flatten_alpha(img):
     return background
 
 
+# Pillow's modes of more than 8 bits a sample that convert("RGB") clips instead of scaling:
+# 16-bit grayscale (PNG, TIFF) and 32-bit integer images (how older Pillow opens 16-bit PNGs).
+_WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_8bit(img):
+    """A 16-bit grayscale image as 8-bit "L": the high byte (value >> 8), as TensorFlow's
+    decode_image(dtype=uint8) reads it, so the export decodes the same pixels.
+
+    Pillow's convert("RGB") would clip every value above 255 to white instead. 16-bit RGB
+    and RGBA PNGs need nothing: Pillow already reads their high bytes.
+    """
+    values = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+    return Image.fromarray((values >> 8).astype(np.uint8), "L")
+
+
 def _paper_resize(img, size):
     """Shorter side to `size` (bicubic), then the central size x size patch."""
     w, h = img.size
@@ -73,10 +89,12 @@ def convert_image(data, resize, quality=90, stats_size=256):
         raise BadImage("not an image (unidentified format)") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadImage(f"corrupt or truncated: {e}") from e
+    if img.mode in _WIDE_GRAY_MODES:
+        img = _to_8bit(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = _flatten_alpha(img)
     elif img.mode != "RGB":
-        img = img.convert("RGB")  # grayscale, CMYK (Adobe-inverted handled by Pillow), palette, 16-bit
+        img = img.convert("RGB")  # grayscale, CMYK (Adobe-inverted handled by Pillow), palette
     if resize:
         img = _paper_resize(img, resize)
     keep = not resize and source_format == "JPEG" and source_mode == "RGB"

@@ -4,7 +4,12 @@ A checkpoint is evaluated through the input pipeline (make_dataset in eval
 mode: centre patch, or the ten patches with their softmax averaged); an export
 through its own signatures (serving_default or ten_crop) on the records'
 encoded bytes, the path a served request takes. On make_tfrecords' output the
-two see the same pixels, so their errors agree.
+two see the same pixels, so their errors agree: records of the stored size are
+decoded alike, and any other record (`--resize 0` keeps the originals; other
+converters' TFRecords) is decoded in full and resized by the same function in
+both (data/preprocessing.resize_shorter_side_pillow_bicubic, Pillow's bicubic as
+make_tfrecords computed the statistics with); a stored-size record's centre
+patch is decoded as a window in both.
 """
 import dataclasses
 import json

@@ -20,10 +20,11 @@ METRICS_FILENAME = "metrics.jsonl"  # training/workdir.py's WORKDIR/metrics.json
 
 # The config fields worth a line on the card (dotted; absent ones are left out).
 KEY_FIELDS = ("model.num_classes", "model.image_size", "model.width", "model.fc_units",
-              "model.towers", "model.lrn", "model.dropout", "model.dropout_scaling", "model.init",
-              "input.normalization", "input.crop", "input.lighting_std", "batch_size",
-              "num_epochs", "optimizer.learning_rate", "optimizer.momentum",
-              "optimizer.weight_decay", "schedule.patience", "precision", "seed")
+              "model.towers", "model.lrn", "model.lrn_per_tower", "model.dropout",
+              "model.dropout_scaling", "model.init", "input.normalization", "input.crop",
+              "input.lighting_std", "batch_size", "num_epochs", "optimizer.learning_rate",
+              "optimizer.momentum", "optimizer.weight_decay", "schedule.patience", "precision",
+              "seed")
 
 
 def read_metrics(workdir):

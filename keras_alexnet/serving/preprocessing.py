@@ -14,15 +14,20 @@ step by step as data/shard_writer.convert_image does it:
 
 and then what the input pipeline does at evaluation: mean subtraction and the
 central S x S crop (or the ten crops). R is the mean image's side (256).
+Only a JPEG of exactly R x R is taken as a stored record; every other image,
+square or not, goes through the steps above. The resize is the input
+pipeline's own (data/preprocessing.resize_shorter_side_pillow_bicubic), so data
+written with `--resize 0` is resized alike in training, evaluation and serving.
 Remaining differences are named in `scale_and_center`.
 """
 import tensorflow as tf
 
 from keras_alexnet.data import preprocessing
-from keras_alexnet.data.preprocessing import central_crop  # the input pipeline's, the one crop
+# The input pipeline's crop and resize: one implementation of each for every path.
+from keras_alexnet.data.preprocessing import (  # noqa: F401  (scaled_size: part of this API)
+    RESIZE_METHOD, central_crop, resize_shorter_side_pillow_bicubic, scaled_size)
 
-# make_tfrecords' Pillow filter (Image.BICUBIC) and JPEG quality.
-RESIZE_METHOD = "bicubic"
+# make_tfrecords' JPEG quality.
 WRITER_JPEG_QUALITY = 90
 _DCT_METHOD = "INTEGER_ACCURATE"  # = Pillow's JDCT_ISLOW; tf.io.decode_jpeg defaults to IFAST
 # How the input pipeline decodes stored JPEGs: the network saw those pixels.
@@ -77,46 +82,6 @@ def decode_rgb(image_bytes, size=None):
                    lambda: _decode_other(image_bytes))
 
 
-def scaled_size(height, width, size):
-    """(new_height, new_width) with the shorter side `size` and the aspect ratio kept.
-
-    As the writer: longer side round(side * size / shorter), half to even like
-    Python's round(), and never below size.
-    """
-    height, width = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
-    scale = size / tf.minimum(height, width)
-    new_height = tf.maximum(tf.cast(tf.round(height * scale), tf.int32), size)
-    new_width = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), size)
-    return new_height, new_width
-
-
-def _round_to_uint8_range(image):
-    # Pillow's 8-bit resampling rounds half up and clips after each pass.
-    return tf.clip_by_value(tf.floor(image + 0.5), 0.0, 255.0)
-
-
-def resize_shorter_side_pillow_bicubic(image, size, method=RESIZE_METHOD):
-    """float32 [h, w, 3] with integer values 0..255, shorter side `size`, as Pillow's bicubic gives.
-
-    Two passes (width, then height) with rounding in between, as Pillow's
-    resample does. An image whose shorter side already is `size` (a TFRecord
-    written by make_tfrecords) passes through unchanged, as in Pillow.
-    """
-    shape = tf.shape(image)
-    height, width = shape[0], shape[1]
-
-    def resize():
-        new_height, new_width = scaled_size(height, width, size)
-        # At scale 1 the Keys kernel is the identity: each pass changes one axis only.
-        wide = tf.image.resize(tf.cast(image, tf.float32), [height, new_width], method=method,
-                               antialias=True)
-        wide = _round_to_uint8_range(wide)
-        return _round_to_uint8_range(
-            tf.image.resize(wide, [new_height, new_width], method=method, antialias=True))
-
-    return tf.cond(tf.equal(tf.minimum(height, width), size), lambda: tf.cast(image, tf.float32), resize)
-
-
 def _is_stored(image_bytes, size):
     """Whether the bytes already are what make_tfrecords stores: a size x size JPEG."""
     def square():
@@ -126,9 +91,15 @@ def _is_stored(image_bytes, size):
     return tf.cond(tf.io.is_jpeg(image_bytes), square, lambda: tf.constant(False))
 
 
-def _rewrite(image_bytes, size):
-    """float32 [size, size, 3]: the writer's decode, resize and central square."""
-    return central_crop(resize_shorter_side_pillow_bicubic(decode_rgb(image_bytes, size), size), size)
+def _rewrite(image_bytes, size, draft=True):
+    """float32 [size, size, 3]: the writer's decode, resize and central square.
+
+    draft: decode large JPEGs at 1/2, 1/4 or 1/8 scale as the writer does with --resize;
+    False decodes every pixel, as the input pipeline decodes `--resize 0` records (and
+    the writer its statistics' view of them).
+    """
+    image = decode_rgb(image_bytes, size if draft else None)
+    return central_crop(resize_shorter_side_pillow_bicubic(image, size), size)
 
 
 def to_record(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
@@ -144,15 +115,21 @@ def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
     A JPEG already size x size (a record make_tfrecords wrote) is decoded as the
     pipeline decodes it. Anything else gets the writer's treatment first:
     decode, shorter side to size, central square, and (jpeg_quality > 0) the
-    JPEG re-encode. Not reproduced: Pillow's box reduction of images still 6x
-    larger than size after DCT scaling (PNGs with a shorter side >= 6 * size),
-    its 8-bit reading of 16-bit PNGs, its fixed-point filter weights (+-1 level
-    on ~0.02% of values), and the re-encode of a user's size x size JPEG.
+    JPEG re-encode. jpeg_quality=0 (data written with --resize 0, which keeps the
+    originals): the input pipeline's own treatment of a stored original, the same
+    resize on every decoded pixel (no DCT scaling), as the writer's statistics see it.
+    A square of another side than size (a 400x400 original) is resized like any other.
+
+    Not reproduced: Pillow's box reduction of images still 6x larger than size after
+    DCT scaling (PNGs with a shorter side >= 6 * size), its fixed-point filter weights
+    (+-1 level on ~0.02% of values), the re-encode of a user's size x size JPEG, and
+    with jpeg_quality=0 the writer's JPEG re-encode of originals that were not RGB
+    JPEGs (grayscale or CMYK JPEGs, PNGs).
     """
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     if not jpeg_quality:
         return tf.cond(_is_stored(image_bytes, size), lambda: _read(image_bytes),
-                       lambda: _rewrite(image_bytes, size))
+                       lambda: _rewrite(image_bytes, size, draft=False))
     return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality)), [size, size, 3])
 
 
@@ -163,12 +140,20 @@ def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALIT
     differs from decode-then-crop by a level or two along some window edges.
     """
     top = (size - image_size) // 2
-    if not jpeg_quality:
-        return central_crop(scale_and_center(image_bytes, size, 0), image_size)
     window = tf.constant([top, top, image_size, image_size])
-    patch = tf.image.decode_and_crop_jpeg(to_record(image_bytes, size, jpeg_quality), window,
-                                          channels=3, dct_method=READER_DCT_METHOD)
-    return tf.ensure_shape(tf.cast(patch, tf.float32), [image_size, image_size, 3])
+
+    def window_of(record):
+        patch = tf.image.decode_and_crop_jpeg(record, window, channels=3,
+                                              dct_method=READER_DCT_METHOD)
+        return tf.ensure_shape(tf.cast(patch, tf.float32), [image_size, image_size, 3])
+
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    if not jpeg_quality:
+        # A record of the stored size: its window, as the pipeline decodes it. Any other
+        # image is decoded in full and resized, by the pipeline too.
+        return tf.cond(_is_stored(image_bytes, size), lambda: window_of(image_bytes),
+                       lambda: central_crop(_rewrite(image_bytes, size, draft=False), image_size))
+    return window_of(to_record(image_bytes, size, jpeg_quality))
 
 
 def _read(record):

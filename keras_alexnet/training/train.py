@@ -228,6 +228,7 @@ def _train(config, workdir, strategy, chief, scratch):
     # checkpoints are all gone is refused rather than restarted from step 0 over its files.
     latest = workdir_lib.restore_latest(ckpt, workdir, write=chief)
     if latest:
+        model_lib.seek_dropout(model, int(step))  # the masks an uninterrupted run would draw
         print(f"resumed from {latest} at step {int(step)}, epoch {int(epoch)}", flush=True)
     manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(ckpt_dir, chief, scratch),
                                          max_to_keep=config.checkpoint.max_to_keep)
