@@ -170,3 +170,28 @@ def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(data_dir, tm
     assert results[0] == results[1] and results[0]["status"] == "preempted"
     preempted = read_events(workdir, "preempted")
     assert len(preempted) == 1 and preempted[0]["step"] == results[0]["step"]
+
+
+@pytest.mark.slow
+def test_a_locked_workdir_stops_every_worker_not_only_the_chief(data_dir, tmp_path):
+    """The chief cannot take WORKDIR/.lock: it says so, and the other worker does not wait for it."""
+    from keras_alexnet.training import workdir as workdir_lib
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    config = tiny_config(data_dir, {"num_epochs": 1, "distribution.strategy": "multi_worker"})
+    workdir = str(tmp_path / "work")
+    with workdir_lib.lock(workdir):  # another bin/train holds it
+        procs = [start_training(config, workdir, env={"TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": i}})}) for i in range(2)]
+        outputs = []
+        try:
+            for proc in procs:
+                outputs.append(proc.communicate(timeout=300)[0])  # today: the other one hangs
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+    assert all(proc.returncode != 0 for proc in procs)
+    assert "is in use by another training" in outputs[0]
+    assert "another worker of this run stopped" in outputs[1]
+    assert not os.path.exists(os.path.join(workdir, "config.json"))

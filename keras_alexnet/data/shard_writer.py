@@ -266,6 +266,13 @@ def run_tasks(tasks, num_workers, progress):
         else:
             raise error
 
+    def drain():  # what a dead worker said before dying
+        while True:
+            try:
+                handle(results.get(timeout=0.2))
+            except queue.Empty:
+                return
+
     try:
         while done < len(tasks):
             try:
@@ -273,22 +280,26 @@ def run_tasks(tasks, num_workers, progress):
             except queue.Empty:
                 pass
             progress.update(counter.value)
-            dead = [p for p in procs if p.exitcode is not None and (p.exitcode != 0 or p.pid in running)]
-            if dead:
-                while True:  # what the dead worker said before dying
-                    try:
-                        handle(results.get(timeout=0.2))
-                    except queue.Empty:
-                        break
-                proc = dead[0]
-                if proc.pid in running or proc.exitcode != 0:
-                    index = running.get(proc.pid)
-                    shard = (f"while writing shard {tasks[index]['name']}" if index is not None
-                             else "before it started a shard")
-                    raise WorkerDied(f"worker process {proc.pid} {_exit_reason(proc.exitcode)} "
-                                     f"{shard}; {done} of {len(tasks)} shards of this run are "
-                                     "complete and kept: run the same command again to write "
-                                     "the rest")
+            if not any(p.exitcode is not None and (p.exitcode != 0 or p.pid in running)
+                       for p in procs) and any(p.exitcode is None for p in procs):
+                continue
+            drain()
+            for proc in procs:
+                if proc.exitcode is not None and proc.pid in running:
+                    raise WorkerDied(
+                        f"worker process {proc.pid} {_exit_reason(proc.exitcode)} while writing "
+                        f"shard {tasks[running[proc.pid]]['name']}; {done} of {len(tasks)} shards "
+                        "of this run are complete and kept: run the same command again to write "
+                        "the rest")
+            if done < len(tasks) and all(p.exitcode is not None for p in procs):
+                # Every worker is gone and shards are left: one died between taking a shard
+                # and saying which (or all were killed while idle).
+                dead = [p for p in procs if p.exitcode != 0]
+                who = (f"worker process {dead[0].pid} {_exit_reason(dead[0].exitcode)}" if dead
+                       else "the worker processes ended")
+                raise WorkerDied(f"{who}; {done} of {len(tasks)} shards of this run are complete "
+                                 "and kept: run the same command again to write the rest")
+            # A worker that died between shards: the others take the remaining ones.
     finally:
         for proc in procs:
             if proc.is_alive():

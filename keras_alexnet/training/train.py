@@ -254,6 +254,10 @@ def _train(config, workdir, strategy, chief, scratch):
             reporter.event("diverged", int(step), epoch=int(epoch), loss=float("nan"))
             raise NonFiniteLossError(f"non-finite weights at step {int(step)}; not saving, the last "
                                      f"good checkpoint is {manager.latest_checkpoint}")
+        # A second save at one step (the epoch's end after a periodic save) replaces the first:
+        # its files go first, so a kill during the save leaves a missing latest checkpoint,
+        # which a resumed run skips, never one file of each save (a checksum error).
+        workdir_lib.remove_checkpoint(os.path.join(mgr.directory, f"ckpt-{int(step)}"))
         path = mgr.save(checkpoint_number=int(step))
         reporter.event("checkpoint", int(step), epoch=int(epoch), path=path)
 

@@ -254,6 +254,12 @@ def checkpoint_files(folder):
     return [path for _, path in sorted(found, reverse=True)]
 
 
+def remove_checkpoint(prefix):
+    """Removes a checkpoint's files (PREFIX.index, PREFIX.data-*), if there are any."""
+    for path in tf.io.gfile.glob(prefix + ".index") + tf.io.gfile.glob(prefix + ".data-*"):
+        tf.io.gfile.remove(path)
+
+
 def _exists(prefix):
     return tf.io.gfile.exists(prefix + ".index")
 
