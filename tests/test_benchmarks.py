@@ -53,9 +53,14 @@ def test_bin_benchmark_infer_prints_one_json_line():
 
 def test_bin_benchmark_refuses_unknown_benchmarks_and_missing_flags():
     unknown = _benchmark("fly")
-    assert unknown.returncode != 0 and "train|infer|input|serve|memory" in unknown.stderr
+    assert unknown.returncode != 0 and "train|trainer|infer|input|serve|memory" in unknown.stderr
     serve = _benchmark("serve")
     assert serve.returncode != 0 and "--saved_model" in serve.stderr
+    trainer = _benchmark("trainer")
+    assert trainer.returncode != 0 and "--data=FOLDER" in trainer.stderr
+    not_a_folder = _benchmark("trainer", "--data=/nonexistent/train-*")
+    assert not_a_folder.returncode == 1 and "not a folder" in not_a_folder.stderr
+    assert "Traceback" not in not_a_folder.stderr
 
 
 def test_serving_benchmark_measures_the_three_systems(tiny_export):

@@ -72,6 +72,8 @@ def test_multi_gpu_scales_batch_and_learning_rate(arg, replicas, strategy):
     ("optimizer.momentum", 1.5, "config.optimizer.momentum"),
     ("schedule.factor", 2.0, "config.schedule.factor"),
     ("model.image_size", 50, "config.model.image_size"),
+    ("steps_per_loop", 0, "config.steps_per_loop"),
+    ("max_steps", -1, "config.max_steps"),
 ])
 def test_bad_values_name_the_field(field, value, message):
     config = config_lib.get_config()

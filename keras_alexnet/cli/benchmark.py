@@ -3,10 +3,13 @@
     bin/benchmark train --batch_size=64 --precision=float32
     bin/benchmark infer --batch_size=64 --precision=mixed_bfloat16
     bin/benchmark input --data='DATA/train-*' --batch_size=64
+    bin/benchmark trainer --data=DATA --batch_size=128 --precision=auto --warmup=10 --steps=50
     bin/benchmark serve --saved_model=runs/bench/models/alexnet [--images='DIR/*/*.JPEG'] --batch_size=32
     bin/benchmark memory --batch_size=128 --steps=3
 
 train times the step bin/train runs (loss, the paper's weight decay, momentum);
+trainer times bin/train's whole loop on a TFRecord folder (input pipeline, strategy,
+steps_per_loop, the host's reads every log_every_steps = gcd(warmup, steps));
 train, infer and input print the same keys as ../shared/bench/seed_reference.py,
 so the two can be run alternately and their ratio quoted. serve exports a random
 full-size model to --saved_model first if it holds no version.
@@ -31,7 +34,10 @@ flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, allocation).", 
 flags.DEFINE_integer("image_size", 227, "Input side in pixels (at least 67, the smallest "
                      "AlexNet input).", lower_bound=67)
 flags.DEFINE_integer("num_classes", 1000, "Size of fc8.", lower_bound=2)
-flags.DEFINE_string("data", None, "input: TFRecord file pattern (training split).")
+flags.DEFINE_string("data", None, "input: TFRecord file pattern (training split); trainer: the "
+                    "folder bin/make_tfrecords wrote.")
+flags.DEFINE_integer("steps_per_loop", 1, "trainer: config.steps_per_loop.", lower_bound=1)
+flags.DEFINE_bool("jit_compile", False, "trainer: config.jit_compile (XLA for the step).")
 flags.DEFINE_string("saved_model", None, "serve: model base path or SavedModel.")
 flags.DEFINE_string("images", None, "serve: image files (glob); default: synthetic pictures.")
 flags.DEFINE_integer("num_images", 64, "serve: distinct images used (cycled).", lower_bound=1)
@@ -39,7 +45,7 @@ flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per rou
                      lower_bound=1)
 flags.DEFINE_integer("rounds", 3, "serve: alternating rounds.", lower_bound=1)
 
-WHAT = ("train", "infer", "input", "serve", "memory")
+WHAT = ("train", "trainer", "infer", "input", "serve", "memory")
 
 
 def _rate(what):
@@ -87,6 +93,21 @@ def _main(argv):
             FLAGS.batch_size, FLAGS.image_size, FLAGS.precision, FLAGS.steps, FLAGS.num_classes)}))
         return
     from keras_alexnet.training import distribute
+    if what == "trainer":
+        if not FLAGS.data:
+            raise app.UsageError("benchmark trainer needs --data=FOLDER (written by "
+                                 "bin/make_tfrecords)")
+        from keras_alexnet.benchmarks import trainer
+        rate, precision = trainer.trainer_rate(
+            FLAGS.data, batch_size=FLAGS.batch_size, steps=FLAGS.steps, warmup=FLAGS.warmup,
+            precision=FLAGS.precision, image_size=FLAGS.image_size,
+            steps_per_loop=FLAGS.steps_per_loop, jit_compile=FLAGS.jit_compile)
+        print(json.dumps({"system": "keras_alexnet", "what": what, "batch_size": FLAGS.batch_size,
+                          "precision": precision, "image_size": FLAGS.image_size,
+                          "steps_per_loop": FLAGS.steps_per_loop, "jit_compile": FLAGS.jit_compile,
+                          "threads": os.cpu_count(), "tensorflow": tf.__version__,
+                          "images_per_sec": round(rate, 2)}))
+        return
     rate = _rate(what)
     print(json.dumps({"system": "keras_alexnet", "what": what, "batch_size": FLAGS.batch_size,
                       "precision": distribute.resolve_precision(FLAGS.precision),

@@ -29,13 +29,19 @@ def l2_penalty(variables, weight_decay):
     return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
 
 
-def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_decay):
-    """A tf.function taking (iterator, stop flag); returns the global (loss, correct, stop).
+def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_decay,
+                    jit_compile=False):
+    """A tf.function taking (iterator, stop flag[, num_steps]); returns global sums over its steps.
 
-    The loss is averaged over the global batch (gradients are summed across
-    replicas), and the L2 term is split across replicas so that it counts once.
-    The stop flag (SIGTERM on any worker) is summed across workers so that all
-    of them stop at the same step.
+    `train_step(iterator, stop, num_steps)` runs num_steps (a scalar tensor; 1 if omitted)
+    training steps in one call, a loop inside the graph (config.steps_per_loop amortizes
+    the host's dispatch), and returns (sum of the steps' losses, sum of correct
+    predictions, sum of stop flags) as tensors: nothing is read back to the host until the
+    caller converts them. The loss is averaged over the global batch (gradients are summed
+    across replicas), and the L2 term is split across replicas so that it counts once.
+    The stop flag (SIGTERM on any worker) is summed across workers so that all of them
+    stop at the same step. jit_compile: XLA for the per-replica step (forward, gradient,
+    update), as Keras's own trainer compiles it; slower on CPU, for GPUs.
     """
     decayed = model_lib.decayed_variables(model)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -57,14 +63,25 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
             tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
         return loss, correct, tf.identity(stop)
 
-    @tf.function
-    def train_step(iterator, stop):
+    if jit_compile:
+        step_fn = tf.function(step_fn, jit_compile=True)
+
+    def one_step(iterator, stop):
         images, labels = next(iterator)
         loss, correct, stop = strategy.run(step_fn, args=(images, labels, stop))
         # Summed over every replica of every worker: one SIGTERM stops them all.
         return (strategy.reduce("sum", loss, axis=None),
                 strategy.reduce("sum", correct, axis=None),
                 strategy.reduce("sum", stop, axis=None))
+
+    @tf.function
+    def train_step(iterator, stop, num_steps=None):
+        if num_steps is None:
+            return one_step(iterator, stop)
+        sums = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+        for _ in tf.range(num_steps):
+            sums = tuple(a + tf.cast(b, tf.float32) for a, b in zip(sums, one_step(iterator, stop)))
+        return sums
 
     return train_step
 

@@ -8,7 +8,8 @@ anything is written, each failure naming the config field or file at fault.
 Checkpoints hold model, optimizer (momentum slots), step, epoch, the plateau
 schedule and the best error. Re-running the same command resumes (from the newest
 readable checkpoint) and ends at the same step and epoch as an uninterrupted run.
-SIGTERM or Ctrl-C saves within one step of the signal, wherever it arrives (a
+SIGTERM or Ctrl-C saves within one call of the train step (config.steps_per_loop steps;
+one by default) of the signal, wherever it arrives (a
 validation pass under way or not begun is skipped: the resumed run does it), and
 returns. One process trains in a workdir at a time (WORKDIR/.lock).
 """
@@ -241,12 +242,14 @@ def _train(config, workdir, strategy, chief, scratch):
     train_ds, eval_ds = _make_datasets(config, strategy, stats, train_seed=config.seed + int(step))
     train_iter = iter(train_ds)
     train_step = steps.make_train_step(model, optimizer, strategy, global_batch_size=config.batch_size,
-                                       weight_decay=config.optimizer.weight_decay)
+                                       weight_decay=config.optimizer.weight_decay,
+                                       jit_compile=config.jit_compile)
     eval_centre = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes,
                                        ten_crop=False)
     # A signal is seen by this process alone: with one worker the loop stops right after the
-    # step it arrived in; workers of a cluster agree through the step's all-reduced flag (the
-    # next step) or, at an epoch's end, a flag all-reduced before the validation pass.
+    # call it arrived in; workers of a cluster agree through the steps' all-reduced flag (read
+    # with the loss, every log_every_steps) or, at an epoch's end, a flag all-reduced before
+    # the validation pass.
     alone = not distribute.is_multi_worker(strategy)
 
     def save(mgr=manager):
@@ -280,39 +283,60 @@ def _train(config, workdir, strategy, chief, scratch):
                                        items_per_update=config.batch_size, mode=config.progress,
                                        every_steps=config.log_every_steps, skip_first=True)
             window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
-            while int(step) < (ep + 1) * steps_per_epoch:
+            shown, pending, first, at = {}, [], int(step) + 1, int(step)
+            epoch_end = (ep + 1) * steps_per_epoch
+            if config.max_steps:
+                epoch_end = min(epoch_end, config.max_steps)
+            while at < epoch_end:
+                count, read_at = _next_call(at, epoch_end, config)
                 try:
-                    loss, correct, stop_all = train_step(
-                        train_iter, tf.constant(float(bool(stopper.requested))))
+                    pending.append(train_step(train_iter, tf.constant(float(bool(stopper.requested))),
+                                              tf.constant(count, tf.int32)))
                 except tf.errors.DataLossError as e:
                     raise data_error(e) from None
-                step.assign_add(1)
-                loss, correct = float(loss), float(correct)
-                if not np.isfinite(loss):
-                    reporter.event("diverged", int(step), epoch=ep, loss=loss)
-                    raise NonFiniteLossError(
-                        f"non-finite training loss ({loss}) at step {int(step)}: lower "
-                        f"config.optimizer.learning_rate or check the data; the last good checkpoint "
-                        f"({manager.latest_checkpoint or 'none'}) is left intact in {ckpt_dir}")
-                window["loss"] += loss
-                window["correct"] += correct
-                window["steps"] += 1
-                elapsed = time.time() - window["start"]
-                rate = window["steps"] * config.batch_size / max(elapsed, 1e-9)
-                in_epoch = int(step) - ep * steps_per_epoch
-                bar.update(in_epoch, loss=window["loss"] / window["steps"],
-                           acc=window["correct"] / (window["steps"] * config.batch_size))
-                if int(step) % config.log_every_steps == 0 or in_epoch == steps_per_epoch:
-                    reporter.event("train", int(step), epoch=ep + in_epoch / steps_per_epoch,
-                                   loss=window["loss"] / window["steps"],
-                                   top1_error=1 - window["correct"] / (window["steps"] * config.batch_size),
-                                   learning_rate=float(schedule.learning_rate), images_per_sec=rate)
-                    window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
-                if float(stop_all) > 0 or (alone and stopper.requested):
+                at += count
+                step.assign(at)
+                in_epoch = at - ep * steps_per_epoch
+                stop_all = 0.0
+                if at == read_at:
+                    # The host reads the device's sums here only (a log line, a checkpoint,
+                    # the epoch's end), not after every step: a GPU runs ahead meanwhile.
+                    loss, correct, stop_all = (float(_device_sum([p[i] for p in pending]))
+                                               for i in range(3))
+                    pending = []
+                    if not np.isfinite(loss):
+                        where = f"step {at}" if first == at else f"steps {first}-{at}"
+                        reporter.event("diverged", at, epoch=ep, loss=loss)
+                        raise NonFiniteLossError(
+                            f"non-finite training loss ({loss}) in {where}: lower "
+                            f"config.optimizer.learning_rate or check the data; the last good "
+                            f"checkpoint ({manager.latest_checkpoint or 'none'}) is left intact "
+                            f"in {ckpt_dir}")
+                    window["loss"] += loss
+                    window["correct"] += correct
+                    window["steps"] += at + 1 - first
+                    first = at + 1
+                    shown = dict(loss=window["loss"] / window["steps"],
+                                 acc=window["correct"] / (window["steps"] * config.batch_size))
+                    if at % config.log_every_steps == 0 or in_epoch == steps_per_epoch:
+                        elapsed = time.time() - window["start"]
+                        reporter.event(
+                            "train", at, epoch=ep + in_epoch / steps_per_epoch, loss=shown["loss"],
+                            top1_error=1 - shown["acc"], learning_rate=float(schedule.learning_rate),
+                            images_per_sec=window["steps"] * config.batch_size / max(elapsed, 1e-9))
+                        window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
+                bar.update(in_epoch, **shown)
+                if stop_all > 0 or (alone and stopper.requested):
                     return stop(stopper, "training")
-                if int(step) % config.checkpoint.every_steps == 0:
+                if at % config.checkpoint.every_steps == 0:
                     save()
 
+            if config.max_steps and at >= config.max_steps:
+                save()
+                reporter.flush()
+                print(f"stopped at config.max_steps={config.max_steps} (epoch {ep + 1}, its "
+                      f"validation not run); checkpoint saved in {ckpt_dir}", flush=True)
+                return {"status": "max_steps", "step": at, "epoch": ep}
             # A signal in the epoch's last step: save now, without the validation pass (a
             # resumed run does it first).
             if distribute.any_worker(strategy, bool(stopper.requested)):
@@ -348,6 +372,23 @@ def _train(config, workdir, strategy, chief, scratch):
                                      workdir, stop=lambda: bool(stopper.requested))
         except tf.errors.DataLossError as e:
             raise data_error(e) from None
+
+
+def _device_sum(values):
+    """The sum of a window's per-call results, added where they are: one read for the host."""
+    return values[0] if len(values) == 1 else tf.add_n([tf.convert_to_tensor(v) for v in values])
+
+
+def _next_call(at, epoch_end, config):
+    """(steps for the next train_step call, the step where the host next reads the results).
+
+    Up to config.steps_per_loop steps a call, never past the next step that needs the
+    host: a log line, a periodic checkpoint or the epoch's end.
+    """
+    read_at = epoch_end
+    for every in (config.log_every_steps, config.checkpoint.every_steps):
+        read_at = min(read_at, (at // every + 1) * every)
+    return min(config.steps_per_loop, read_at - at), read_at
 
 
 def _explain_data_loss(error, config):
