@@ -73,6 +73,33 @@ class FileLock:
         self.release()
 
 
+def os_reason(error):
+    """An OSError as a reason; says which part of the path is a file where a folder should be."""
+    if isinstance(error, (NotADirectoryError, FileExistsError)) and error.filename:
+        parent = str(error.filename)
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if parent and not os.path.isdir(parent):
+            return f"{parent} is a file, not a folder"
+    reason = error.strerror or str(error)
+    return f"{reason}: {error.filename}" if error.filename else reason
+
+
+def lock_folder(folder, filename, error, *, flag, holder, advice, makedirs=None):
+    """Creates `folder` (or `makedirs`, inside it) and takes its lock file; a FileLock.
+
+    Either failure becomes error(sentence) naming the flag: another `holder` has the lock
+    (with `advice`), or the folder cannot be created (which part of the path is a file).
+    """
+    try:
+        os.makedirs(makedirs or folder, exist_ok=True)
+        return FileLock(os.path.join(folder, filename)).acquire()
+    except Locked as e:
+        raise error(f"{flag} {folder} is in use by another {holder} ({e.holder}); {advice}") from None
+    except OSError as e:
+        raise error(f"{flag} {folder}: cannot write there ({os_reason(e)})") from None
+
+
 def hold_folder(path):
     """Locks folder `path` itself (an open directory can be flocked); returns the FileLock-like holder.
 

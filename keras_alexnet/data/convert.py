@@ -121,30 +121,13 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
     if num_shards < 1:
         raise SourceError(f"--num_shards {num_shards}: must be >= 1")
     out = os.path.abspath(output_dir)
-    try:
-        os.makedirs(os.path.join(out, layout.PARTS_DIR), exist_ok=True)
-        lock = locking.FileLock(os.path.join(out, layout.LOCK_FILENAME)).acquire()
-    except locking.Locked as e:
-        raise OutputError(f"--output_dir {out} is in use by another make_tfrecords ({e.holder}); "
-                          "two converters in one folder would overwrite each other's files: wait "
-                          "for it to end") from None
-    except OSError as e:
-        raise OutputError(f"--output_dir {output_dir}: cannot create it ({_os_reason(e)})") from None
+    lock = locking.lock_folder(
+        out, layout.LOCK_FILENAME, OutputError, flag="--output_dir", holder="make_tfrecords",
+        advice="two converters in one folder would overwrite each other's files: wait for it to end",
+        makedirs=os.path.join(out, layout.PARTS_DIR))
     with lock:
         return _convert_locked(src, source, input_dir, out, split, num_shards, num_workers, resize,
                                quality, stats_size, stream)
-
-
-def _os_reason(error):
-    """An OSError as a reason; says which part of the path is a file where a folder should be."""
-    if isinstance(error, (NotADirectoryError, FileExistsError)) and error.filename:
-        parent = str(error.filename)
-        while parent and not os.path.exists(parent):
-            parent = os.path.dirname(parent)
-        if parent and not os.path.isdir(parent):
-            return f"{parent} is a file, not a folder"
-    reason = error.strerror or str(error)
-    return f"{reason}: {error.filename}" if error.filename else reason
 
 
 def _convert_locked(src, source, input_dir, out, split, num_shards, num_workers, resize, quality,

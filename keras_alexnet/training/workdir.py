@@ -76,15 +76,10 @@ def lock(workdir):
     """
     if not locking.is_local(workdir):
         return _NoLock()
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        return locking.FileLock(os.path.join(workdir, LOCK_FILENAME)).acquire()
-    except locking.Locked as e:
-        raise WorkdirError(f"--workdir {workdir} is in use by another training ({e.holder}); two "
-                           "trainings in one workdir would overwrite each other's checkpoints. "
-                           "Wait for it to end, or use another --workdir.") from None
-    except OSError as e:
-        raise WorkdirError(f"--workdir {workdir}: cannot write there ({_os_reason(e)})") from None
+    return locking.lock_folder(
+        workdir, LOCK_FILENAME, WorkdirError, flag="--workdir", holder="training",
+        advice="two trainings in one workdir would overwrite each other's checkpoints. Wait for "
+               "it to end, or use another --workdir.")
 
 
 class _NoLock(locking.FileLock):
@@ -95,17 +90,6 @@ class _NoLock(locking.FileLock):
 
     def acquire(self):
         return self
-
-
-def _os_reason(error):
-    reason = error.strerror or str(error)
-    if isinstance(error, (NotADirectoryError, FileExistsError)) and error.filename:
-        parent = str(error.filename)
-        while parent and not os.path.exists(parent):
-            parent = os.path.dirname(parent)
-        if parent and not os.path.isdir(parent):
-            return f"{parent} is a file, not a folder"
-    return f"{reason}: {error.filename}" if error.filename else reason
 
 
 # -- config.json ---------------------------------------------------------------------------------
