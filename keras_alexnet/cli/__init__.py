@@ -5,6 +5,14 @@ import sys
 from absl import app, flags, logging
 
 
+def define_checkpoint_flag():
+    """--checkpoint, as bin/evaluate, bin/export and bin/report take it (training/workdir.py
+    resolves it: workdir.checkpoint_path)."""
+    return flags.DEFINE_string(
+        "checkpoint", "best", "With --workdir: 'best' (best validation error), 'latest', a "
+        "checkpoint folder or a checkpoint prefix such as RUN/checkpoints/ckpt-12.")
+
+
 def run_app(main, module_name, doc):
     """absl's app.run(main), with `--help` showing this program's docstring and flags.
 

@@ -13,12 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, flags  # noqa: E402
 
-from keras_alexnet.cli import run_app
+from keras_alexnet.cli import define_checkpoint_flag, run_app
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate a checkpoint of.")
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Export to evaluate (instead of --workdir).")
 _DATA = flags.DEFINE_string("data", None, "TFRecord file pattern, e.g. 'DATA/validation-*'.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "With --workdir: best, latest or a path.")
+_CHECKPOINT = define_checkpoint_flag()
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "With --workdir: folder with labels.txt and "
                                 "stats.npz (default: the run's config.input.data_dir).")
 _TEN_CROP = flags.DEFINE_bool("ten_crop", False, "The paper's ten patches, softmax averaged.")

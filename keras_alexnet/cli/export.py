@@ -14,13 +14,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, flags  # noqa: E402
 
-from keras_alexnet.cli import run_app
+from keras_alexnet.cli import define_checkpoint_flag, run_app
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json, best/, checkpoints/).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Model base path; a new version folder goes in it.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "best",
-                                  "'best' (best validation error), 'latest', a checkpoint folder "
-                                  "or a checkpoint prefix such as RUN/checkpoints/ckpt-12.")
+_CHECKPOINT = define_checkpoint_flag()
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with labels.txt and stats.npz "
                                 "(default: the run's config.input.data_dir).")
 _VERSION = flags.DEFINE_integer("version", None, "Version number (default: newest + 1); "

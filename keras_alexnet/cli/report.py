@@ -16,14 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, flags  # noqa: E402
 
-from keras_alexnet.cli import run_app  # noqa: E402
+from keras_alexnet.cli import define_checkpoint_flag, run_app  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json, metrics.jsonl, best/).")
 _OUT = flags.DEFINE_string("out", None, "Folder for the figures and report.json (created if missing).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFRecords folder with both splits, labels.txt and "
                                 "stats.npz (default: the run's config.input.data_dir).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "'best', 'latest', a checkpoint folder or "
-                                  "a checkpoint prefix such as RUN/checkpoints/ckpt-12.")
+_CHECKPOINT = define_checkpoint_flag()
 _K = flags.DEFINE_integer("k", 5, "Nearest training images per validation image.")
 _NUM_QUERIES = flags.DEFINE_integer("num_queries", 5, "Validation images shown in neighbours.png.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per step of the fc7 passes.")
