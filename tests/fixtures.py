@@ -181,8 +181,8 @@ def serving_images():
     return {
         "rgb.jpg": encode(picture(100, 130, seed=1)),
         "rgb.png": encode(picture(97, 85, seed=2), "PNG"),
-        "gray.jpg": encode(picture(120, 90, seed=3, channels=1)[..., 0]),
-        "gray.png": encode(picture(81, 110, seed=4, channels=1)[..., 0], "PNG"),
+        "gray.jpg": encode(picture(120, 90, seed=3, channels=1)),
+        "gray.png": encode(picture(81, 110, seed=4, channels=1), "PNG"),
         "big.jpg": encode(picture(330, 400, seed=5)),  # decoded at 1/4 scale
         "stored.jpg": encode(picture(RESIZE, RESIZE, seed=6)),
         "alpha.png": encode(with_alpha(picture(90, 100, seed=7)), "PNG"),
