@@ -73,7 +73,13 @@ class LocalResponseNormalization(layers.Layer):
     def call(self, inputs):
         if self.towers == 1:
             return self._lrn(inputs)
-        return tf.concat([self._lrn(x) for x in tf.split(inputs, self.towers, axis=-1)], axis=-1)
+        # Each tower's channels on their own, without split and concat: [B, H, W, T*C] viewed
+        # as [B, H, W*T, C] puts every tower's C channels in a row of their own, and LRN
+        # normalizes along that last axis only. A reshape copies nothing (forward or back).
+        shape = tf.shape(inputs)
+        channels = inputs.shape[-1] // self.towers
+        rows = tf.reshape(inputs, tf.stack([shape[0], shape[1], shape[2] * self.towers, channels]))
+        return tf.reshape(self._lrn(rows), shape)
 
     def compute_output_shape(self, input_shape):
         return input_shape
