@@ -30,6 +30,17 @@ def test_train_benchmark_times_the_step_bin_train_runs(monkeypatch):
     assert built == [dict(global_batch_size=2, weight_decay=0.0005)]
 
 
+def test_train_benchmark_times_parts_of_the_network():
+    assert model_benchmark.parse_model_overrides("lrn=False,towers=1,width=0.5") == {
+        "lrn": False, "towers": 1, "width": 0.5}
+    assert model_benchmark.parse_model_overrides("") == {}
+    for bad in ("lrn", "depth=3", "lrn=maybe", "towers=two"):
+        with pytest.raises(ValueError, match="--model: "):
+            model_benchmark.parse_model_overrides(bad)
+    model, _, _ = model_benchmark.paper_train_step(2, model_overrides={"lrn": False}, **SMALL)
+    assert not any("lrn" in layer.name for layer in model.layers)
+
+
 def test_memory_benchmark_reports_the_step(monkeypatch):
     result = memory.train_step_memory(batch_size=2, steps=2, **SMALL)
     assert result["peak_rss_mib_after_steps"] >= result["peak_rss_mib_after_build"] > 0
@@ -58,6 +69,8 @@ def test_bin_benchmark_refuses_unknown_benchmarks_and_missing_flags():
     assert serve.returncode != 0 and "--saved_model" in serve.stderr
     trainer = _benchmark("trainer")
     assert trainer.returncode != 0 and "--data=FOLDER" in trainer.stderr
+    bad_model = _benchmark("train", "--model=depth=3")
+    assert bad_model.returncode == 1 and "--model: 'depth=3'" in bad_model.stderr
     not_a_folder = _benchmark("trainer", "--data=/nonexistent/train-*")
     assert not_a_folder.returncode == 1 and "not a folder" in not_a_folder.stderr
     assert "Traceback" not in not_a_folder.stderr

@@ -29,6 +29,29 @@ def _timed(fn, steps, warmup):
     return time.perf_counter() - start
 
 
+def parse_model_overrides(text):
+    """'lrn=False,towers=1' -> {'lrn': False, 'towers': 1}; a sentence for a bad item."""
+    known = config_lib.get_config().model
+    overrides = {}
+    for item in filter(None, (text or "").split(",")):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            raise ValueError(f"--model: {item!r} is not FIELD=VALUE with FIELD one of "
+                             f"{', '.join(sorted(known))}")
+        default = known[key]
+        try:
+            if isinstance(default, bool):
+                if value.lower() not in ("true", "false"):
+                    raise ValueError
+                overrides[key] = value.lower() == "true"
+            else:
+                overrides[key] = type(default)(value)
+        except ValueError:
+            raise ValueError(f"--model: {item!r}: {key} takes a {type(default).__name__}") from None
+    return overrides
+
+
 def synthetic_batch(batch_size, image_size, num_classes):
     rng = np.random.default_rng(0)
     images = rng.normal(0, 50, (batch_size, image_size, image_size, 3)).astype(np.float32)
@@ -45,15 +68,17 @@ def precision_policy(precision):
         distribute.set_precision("float32")
 
 
-def paper_train_step(batch_size=128, image_size=227, num_classes=1000, precision="float32"):
+def paper_train_step(batch_size=128, image_size=227, num_classes=1000, precision="float32",
+                     model_overrides=None):
     """(model, train_step, iterator) as bin/train builds them for the paper's config.
 
     Call under precision_policy(precision). train_step(iterator, stop) returns the
-    global (loss, correct, stop), exactly as in training/train.py.
+    global (loss, correct, stop), exactly as in training/train.py. model_overrides:
+    build_alexnet arguments changed from the paper's (e.g. {"lrn": False}), to time parts.
     """
     config = config_lib.get_config()
     config.batch_size = batch_size
-    config.model.update(image_size=image_size, num_classes=num_classes)
+    config.model.update(image_size=image_size, num_classes=num_classes, **(model_overrides or {}))
     strategy = tf.distribute.get_strategy()
     model = model_lib.build_alexnet(**config.model)
     optimizer = steps_lib.make_optimizer(config, precision)
@@ -66,10 +91,11 @@ def paper_train_step(batch_size=128, image_size=227, num_classes=1000, precision
 
 
 def train_rate(batch_size=64, precision="float32", steps=5, warmup=2, image_size=227,
-               num_classes=1000):
+               num_classes=1000, model_overrides=None):
     """Images/s of bin/train's step: forward, loss + weight decay, backward, momentum update."""
     with precision_policy(precision) as policy:
-        _, train_step, iterator = paper_train_step(batch_size, image_size, num_classes, policy)
+        _, train_step, iterator = paper_train_step(batch_size, image_size, num_classes, policy,
+                                                   model_overrides)
         stop = tf.constant(0.0)
         return steps * batch_size / _timed(lambda: train_step(iterator, stop)[0], steps, warmup)
 

@@ -1,6 +1,7 @@
 """bin/benchmark: training, inference, input, serving or memory figures, as one JSON line.
 
     bin/benchmark train --batch_size=64 --precision=float32
+    bin/benchmark train --batch_size=128 --precision=mixed_bfloat16 --model=lrn=False
     bin/benchmark infer --batch_size=64 --precision=mixed_bfloat16
     bin/benchmark input --data='DATA/train-*' --batch_size=64
     bin/benchmark trainer --data=DATA --batch_size=128 --precision=auto --warmup=10 --steps=50
@@ -38,6 +39,8 @@ flags.DEFINE_string("data", None, "input: TFRecord file pattern (training split)
                     "folder bin/make_tfrecords wrote.")
 flags.DEFINE_integer("steps_per_loop", 1, "trainer: config.steps_per_loop.", lower_bound=1)
 flags.DEFINE_bool("jit_compile", False, "trainer: config.jit_compile (XLA for the step).")
+flags.DEFINE_string("model", "", "train: build_alexnet arguments changed from the paper's, "
+                    "to time parts of the step, e.g. --model=lrn=False or --model=towers=1,lrn=False.")
 flags.DEFINE_string("saved_model", None, "serve: model base path or SavedModel.")
 flags.DEFINE_string("images", None, "serve: image files (glob); default: synthetic pictures.")
 flags.DEFINE_integer("num_images", 64, "serve: distinct images used (cycled).", lower_bound=1)
@@ -57,9 +60,12 @@ def _rate(what):
                                           steps=FLAGS.steps, warmup=FLAGS.warmup,
                                           image_size=FLAGS.image_size)
     from keras_alexnet.benchmarks import model as model_benchmark
-    fn = model_benchmark.train_rate if what == "train" else model_benchmark.infer_rate
-    return fn(batch_size=FLAGS.batch_size, precision=FLAGS.precision, steps=FLAGS.steps,
-              warmup=FLAGS.warmup, image_size=FLAGS.image_size, num_classes=FLAGS.num_classes)
+    common = dict(batch_size=FLAGS.batch_size, precision=FLAGS.precision, steps=FLAGS.steps,
+                  warmup=FLAGS.warmup, image_size=FLAGS.image_size, num_classes=FLAGS.num_classes)
+    if what == "train":
+        return model_benchmark.train_rate(
+            model_overrides=model_benchmark.parse_model_overrides(FLAGS.model), **common)
+    return model_benchmark.infer_rate(**common)
 
 
 def main(argv):
@@ -112,6 +118,7 @@ def _main(argv):
     print(json.dumps({"system": "keras_alexnet", "what": what, "batch_size": FLAGS.batch_size,
                       "precision": distribute.resolve_precision(FLAGS.precision),
                       "image_size": FLAGS.image_size,
+                      **({"model": FLAGS.model} if FLAGS.model and what == "train" else {}),
                       "threads": os.cpu_count(), "tensorflow": tf.__version__,
                       "images_per_sec": round(rate, 2)}))
 
