@@ -42,8 +42,8 @@ DROPOUT_SCALINGS = ("paper", "inverted")
 class LocalResponseNormalization(layers.Layer):
     """Cross-channel LRN through `tf.nn.local_response_normalization`.
 
-    towers > 1 normalizes each tower's channels on their own (split, LRN, concatenate), as
-    the paper's two-GPU network did: a GPU normalized the maps it held. towers=1 is the
+    towers > 1 normalizes each tower's channels on their own, as the paper's two-GPU network
+    did (a GPU normalized the maps it held), with one LRN op on a view of the tensor. towers=1 is the
     plain LRN over all channels.
 
     Always computes in float32: TensorFlow has no bfloat16 LRN kernel on CPU

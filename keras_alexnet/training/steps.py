@@ -41,7 +41,7 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
     across replicas), and the L2 term is split across replicas so that it counts once.
     The stop flag (SIGTERM on any worker) is summed across workers so that all of them
     stop at the same step. jit_compile: XLA for the per-replica step (forward, gradient,
-    update), as Keras's own trainer compiles it; slower on CPU, for GPUs.
+    update), as Keras's own trainer compiles it; meant for GPUs.
     """
     decayed = model_lib.decayed_variables(model)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
