@@ -107,10 +107,19 @@ def test_lrn_is_per_tower_by_default_and_plain_with_one_tower():
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_lrn_computes_in_float32_under_mixed_precision(policy):
+    """The policy's dtype in and out (what pool1 would cast to), tf.nn.lrn's float32 inside."""
     keras.mixed_precision.set_global_policy(policy)
     model = model_lib.build_alexnet(**TINY)
-    assert model.get_layer("lrn1").compute_dtype == "float32"
-    assert model.get_layer("conv1").compute_dtype == policy.split("_")[1]
+    lrn1 = model.get_layer("lrn1")
+    dtype = policy.split("_")[1]
+    assert lrn1.compute_dtype == model.get_layer("conv1").compute_dtype == dtype
+    x = tf.cast(np.random.default_rng(0).uniform(0, 500, (2, 5, 5, 12)), dtype)
+    parts = tf.split(tf.cast(x, tf.float32), 2, axis=-1)
+    expected = tf.cast(tf.concat([tf.nn.local_response_normalization(
+        p, 2, 2.0, model_lib.LRN_ALPHA, 0.75) for p in parts], -1), dtype)
+    out = lrn1(x, training=False)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(tf.cast(out, tf.float32), tf.cast(expected, tf.float32))
 
 
 def test_initialization_is_the_papers(alexnet):

@@ -69,18 +69,20 @@ def precision_policy(precision):
 
 
 def paper_train_step(batch_size=128, image_size=227, num_classes=1000, precision="float32",
-                     model_overrides=None):
+                     model_overrides=None, fused_lrn=True):
     """(model, train_step, iterator) as bin/train builds them for the paper's config.
 
     Call under precision_policy(precision). train_step(iterator, stop) returns the
     global (loss, correct, stop), exactly as in training/train.py. model_overrides:
-    build_alexnet arguments changed from the paper's (e.g. {"lrn": False}), to time parts.
+    build_alexnet arguments changed from the paper's (e.g. {"lrn": False}), to time parts;
+    fused_lrn: config.fused_lrn.
     """
     config = config_lib.get_config()
     config.batch_size = batch_size
+    config.fused_lrn = fused_lrn
     config.model.update(image_size=image_size, num_classes=num_classes, **(model_overrides or {}))
     strategy = tf.distribute.get_strategy()
-    model = model_lib.build_alexnet(**config.model)
+    model = model_lib.build_alexnet(**config.model, fused_lrn=config.fused_lrn)
     optimizer = steps_lib.make_optimizer(config, precision)
     optimizer.build(model.trainable_variables)
     images, labels = synthetic_batch(batch_size, image_size, num_classes)
@@ -91,11 +93,11 @@ def paper_train_step(batch_size=128, image_size=227, num_classes=1000, precision
 
 
 def train_rate(batch_size=64, precision="float32", steps=5, warmup=2, image_size=227,
-               num_classes=1000, model_overrides=None):
-    """Images/s of bin/train's step: forward, loss + weight decay, backward, momentum update."""
+               num_classes=1000, model_overrides=None, fused_lrn=True):
+    """Images/s of bin/train's step: forward, loss, backward, the paper's momentum and decay."""
     with precision_policy(precision) as policy:
         _, train_step, iterator = paper_train_step(batch_size, image_size, num_classes, policy,
-                                                   model_overrides)
+                                                   model_overrides, fused_lrn)
         stop = tf.constant(0.0)
         return steps * batch_size / _timed(lambda: train_step(iterator, stop)[0], steps, warmup)
 

@@ -20,7 +20,7 @@ from keras_alexnet.data import layout
 
 
 def trainer_config(data_dir, *, batch_size, steps, warmup, precision="float32", image_size=227,
-                   num_classes=None, steps_per_loop=1, jit_compile=False):
+                   num_classes=None, steps_per_loop=1, jit_compile=False, fused_lrn=True):
     """The paper's config on data_dir, limited to warmup + steps steps with no validation pass."""
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"--data {data_dir!r}: not a folder; bin/benchmark trainer takes "
@@ -38,6 +38,7 @@ def trainer_config(data_dir, *, batch_size, steps, warmup, precision="float32", 
     config.precision = precision
     config.steps_per_loop = steps_per_loop
     config.jit_compile = jit_compile
+    config.fused_lrn = fused_lrn
     config.max_steps = warmup + steps
     # One "epoch" of exactly max_steps steps: the run stops before any validation pass.
     config.input.num_train_examples = config.max_steps * batch_size

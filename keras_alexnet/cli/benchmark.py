@@ -41,6 +41,8 @@ flags.DEFINE_integer("steps_per_loop", 1, "trainer: config.steps_per_loop.", low
 flags.DEFINE_bool("jit_compile", False, "trainer: config.jit_compile (XLA for the step).")
 flags.DEFINE_string("model", "", "train: build_alexnet arguments changed from the paper's, "
                     "to time parts of the step, e.g. --model=lrn=False or --model=towers=1,lrn=False.")
+flags.DEFINE_bool("fused_lrn", True, "train, trainer: config.fused_lrn (LRN in training as XLA "
+                  "kernels); --nofused_lrn times tf.nn.local_response_normalization.")
 flags.DEFINE_string("saved_model", None, "serve: model base path or SavedModel.")
 flags.DEFINE_string("images", None, "serve: image files (glob); default: synthetic pictures.")
 flags.DEFINE_integer("num_images", 64, "serve: distinct images used (cycled).", lower_bound=1)
@@ -64,7 +66,8 @@ def _rate(what):
                   warmup=FLAGS.warmup, image_size=FLAGS.image_size, num_classes=FLAGS.num_classes)
     if what == "train":
         return model_benchmark.train_rate(
-            model_overrides=model_benchmark.parse_model_overrides(FLAGS.model), **common)
+            model_overrides=model_benchmark.parse_model_overrides(FLAGS.model),
+            fused_lrn=FLAGS.fused_lrn, **common)
     return model_benchmark.infer_rate(**common)
 
 
@@ -81,8 +84,7 @@ def _main(argv):
     if len(argv) != 2 or argv[1] not in WHAT:
         raise app.UsageError(f"usage: benchmark {{{'|'.join(WHAT)}}} [--flags]")
     what = argv[1]
-    import tensorflow as tf  # after flag parsing: --help stays fast
-
+    # TensorFlow is imported by what runs, after flag parsing: --help stays fast.
     if what == "serve":
         if not FLAGS.saved_model:
             raise app.UsageError("benchmark serve needs --saved_model=PATH (a random model is "
@@ -107,18 +109,23 @@ def _main(argv):
         rate, precision = trainer.trainer_rate(
             FLAGS.data, batch_size=FLAGS.batch_size, steps=FLAGS.steps, warmup=FLAGS.warmup,
             precision=FLAGS.precision, image_size=FLAGS.image_size,
-            steps_per_loop=FLAGS.steps_per_loop, jit_compile=FLAGS.jit_compile)
-        print(json.dumps({"system": "keras_alexnet", "what": what, "batch_size": FLAGS.batch_size,
-                          "precision": precision, "image_size": FLAGS.image_size,
-                          "steps_per_loop": FLAGS.steps_per_loop, "jit_compile": FLAGS.jit_compile,
-                          "threads": os.cpu_count(), "tensorflow": tf.__version__,
-                          "images_per_sec": round(rate, 2)}))
+            steps_per_loop=FLAGS.steps_per_loop, jit_compile=FLAGS.jit_compile,
+            fused_lrn=FLAGS.fused_lrn)
+        _print_rate(what, rate, precision, steps_per_loop=FLAGS.steps_per_loop,
+                    jit_compile=FLAGS.jit_compile, fused_lrn=FLAGS.fused_lrn)
         return
     rate = _rate(what)
+    extra = {}
+    if what == "train":
+        extra = dict(**({"model": FLAGS.model} if FLAGS.model else {}), fused_lrn=FLAGS.fused_lrn)
+    _print_rate(what, rate, distribute.resolve_precision(FLAGS.precision), **extra)
+
+
+def _print_rate(what, rate, precision, **extra):
+    """The JSON line, with seed_reference.py's keys and what this run changed (extra)."""
+    import tensorflow as tf
     print(json.dumps({"system": "keras_alexnet", "what": what, "batch_size": FLAGS.batch_size,
-                      "precision": distribute.resolve_precision(FLAGS.precision),
-                      "image_size": FLAGS.image_size,
-                      **({"model": FLAGS.model} if FLAGS.model and what == "train" else {}),
+                      "precision": precision, "image_size": FLAGS.image_size, **extra,
                       "threads": os.cpu_count(), "tensorflow": tf.__version__,
                       "images_per_sec": round(rate, 2)}))
 
