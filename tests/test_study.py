@@ -105,6 +105,20 @@ def _fake_run(variant, seed, errors, train_error=None, curve=()):
                 curve=list(curve))
 
 
+def test_ten_crops_compare_only_seeds_evaluated_both_ways():
+    """A seed without ten-crop errors leaves the centre-crop side too: the pairs' difference."""
+    both = _fake_run("baseline", 0, (0.30, 0.08, 0.28, 0.07))
+    centre_only = _fake_run("baseline", 1, (0.40, 0.10, None, None))
+    d = analysis.ten_vs_centre([analysis.run_summary(r, [0.5]) for r in (both, centre_only)])
+    assert d["top1"]["difference"] == pytest.approx(-0.02)  # not 0.28 - mean(0.30, 0.40)
+    assert d["top1"]["seeds"] == [0]
+    assert "(seeds 0, paired)" in "\n".join(table.ten_crop_section({"ten_vs_centre": d}))
+    none = analysis.ten_vs_centre([analysis.run_summary(centre_only, [0.5])])
+    assert none["top1"] is None
+    assert "no baseline run evaluated with both crops" in "\n".join(
+        table.ten_crop_section({"ten_vs_centre": none}))
+
+
 def test_summary_and_markdown_on_synthetic_runs(tmp_path):
     fast = [(100, 1.0, 0.8), (200, 2.0, 0.6), (300, 3.0, 0.45)]
     slow = [(100, 1.0, 0.85), (200, 2.0, 0.75), (300, 3.0, 0.65)]
@@ -125,6 +139,7 @@ def test_summary_and_markdown_on_synthetic_runs(tmp_path):
     assert study["dropout_gap"]["no_dropout_gap"]["mean"] == pytest.approx(0.31)
     assert study["dropout_gap"]["comparison"]["verdict"] == "holds"
     assert study["ten_vs_centre"]["top1"]["verdict"] == "within noise"  # 2 points, noise ~2.0
+    assert study["ten_vs_centre"]["top1"]["seeds"] == [0, 1]
     text = table.markdown(study)
     assert "| no_lrn | 3.3 | 0,1 | 36.50 (36.00..37.00) |" in text
     assert "+6.50 (noise" in text and "**holds**" in text and "not reached" in text

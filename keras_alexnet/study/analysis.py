@@ -209,16 +209,23 @@ def dropout_gap(rows):
 
 
 def ten_vs_centre(rows):
-    """Sec. 6: the baseline runs' ten-crop errors against their centre-crop errors."""
+    """Sec. 6: the baseline runs' ten-crop errors against their centre-crop errors.
+
+    Paired: only the seeds evaluated both ways count on either side (a run evaluated
+    without ten crops would otherwise shift the centre-crop mean alone); `seeds` says which.
+    """
     base = _done(rows, "baseline")
     n = _count(base)
     if not base or n is None:
         return None
     result = {}
     for k in ("top1", "top5"):
-        centre = spread([r[f"centre_{k}_error"] for r in base])
-        ten = spread([r[f"ten_crop_{k}_error"] for r in base])
-        result[k] = compare(centre, ten, -1, (n, n))
+        centre_key, ten_key = f"centre_{k}_error", f"ten_crop_{k}_error"
+        paired = [r for r in base if r[centre_key] is not None and r[ten_key] is not None]
+        result[k] = compare(spread([r[centre_key] for r in paired]),
+                            spread([r[ten_key] for r in paired]), -1, (n, n))
+        if result[k] is not None:
+            result[k]["seeds"] = [r["seed"] for r in paired]
     return result
 
 

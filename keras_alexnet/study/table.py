@@ -102,7 +102,14 @@ def ten_crop_section(study):
     d = study.get("ten_vs_centre")
     if not d:
         return lines + ["Needs finished 'baseline' runs.", ""]
-    return lines + [f"- top-1: {_diff(d['top1'])}", f"- top-5: {_diff(d['top5'])}", ""]
+    out = []
+    for k, label in (("top1", "top-1"), ("top5", "top-5")):
+        if d.get(k) is None:
+            out.append(f"- {label}: no baseline run evaluated with both crops")
+        else:
+            seeds = ",".join(map(str, d[k].get("seeds", [])))
+            out.append(f"- {label}: {_diff(d[k])}" + (f" (seeds {seeds}, paired)" if seeds else ""))
+    return lines + out + [""]
 
 
 def markdown(study, header=()):
