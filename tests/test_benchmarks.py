@@ -41,6 +41,18 @@ def test_train_benchmark_times_parts_of_the_network():
     assert not any("lrn" in layer.name for layer in model.layers)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_lrn_benchmark_times_the_layers_training_runs(fused, monkeypatch):
+    from keras_alexnet import fused_lrn
+    calls = []
+    real = fused_lrn.lrn
+    monkeypatch.setattr(fused_lrn, "lrn", lambda *a, **k: calls.append(a[1:]) or real(*a, **k))
+    assert model_benchmark.lrn_rate(batch_size=2, steps=1, warmup=1, image_size=67,
+                                    precision="mixed_bfloat16", fused_lrn=fused) > 0
+    # Both layers, with the paper's hyper-parameters and towers, only when fused.
+    assert calls == ([(2, 2.0, 2e-5, 0.75, 2)] * 2 if fused else [])
+
+
 def test_memory_benchmark_reports_the_step(monkeypatch):
     result = memory.train_step_memory(batch_size=2, steps=2, **SMALL)
     assert result["peak_rss_mib_after_steps"] >= result["peak_rss_mib_after_build"] > 0
@@ -64,7 +76,7 @@ def test_bin_benchmark_infer_prints_one_json_line():
 
 def test_bin_benchmark_refuses_unknown_benchmarks_and_missing_flags():
     unknown = _benchmark("fly")
-    assert unknown.returncode != 0 and "train|trainer|infer|input|serve|memory" in unknown.stderr
+    assert unknown.returncode != 0 and "train|trainer|infer|lrn|input|serve|memory" in unknown.stderr
     serve = _benchmark("serve")
     assert serve.returncode != 0 and "--saved_model" in serve.stderr
     trainer = _benchmark("trainer")

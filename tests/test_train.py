@@ -282,6 +282,34 @@ def test_weight_decay_is_the_papers_update_rule():
     np.testing.assert_allclose(model.trainable_variables[1].numpy(), b, rtol=1e-5, atol=1e-6)
 
 
+def test_paper_momentum_equals_sgd_on_the_l2_penalised_loss():
+    """PaperMomentum's fused update is Keras SGD on loss + wd/2 |w|^2 (the old train step),
+    with and without momentum; a weight_decay other than the optimizer's is refused."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    y = rng.integers(0, 4, 8).astype(np.int32)
+    strategy = tf.distribute.get_strategy()
+    for momentum in (0.9, 0.0):
+        weights = []
+        for optimizer in (steps.PaperMomentum(0.05, momentum=momentum, weight_decay=0.01),
+                          keras.optimizers.SGD(0.05, momentum=momentum)):
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
+                                      keras.layers.Dense(4, bias_initializer="ones")])
+            optimizer.build(model.trainable_variables)
+            step = steps.make_train_step(model, optimizer, strategy, global_batch_size=8,
+                                         weight_decay=0.01)
+            iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+            for _ in range(4):
+                step(iterator, tf.constant(0.0))
+            weights.append(model.get_weights())
+        for fused, keras_sgd in zip(*weights):
+            np.testing.assert_allclose(fused, keras_sgd, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="weight_decay=0.0005 but the optimizer applies 0.01"):
+        steps.make_train_step(model, steps.PaperMomentum(0.05, weight_decay=0.01), strategy,
+                              global_batch_size=8, weight_decay=0.0005)
+
+
 @pytest.mark.parametrize("change,message", [
     ({"input.data_dir": "/nonexistent/tfrecords"}, "config.input.data_dir"),
     ({"input.eval_split": "test"}, r"config.input.eval_split='test': no TFRecord shards"),

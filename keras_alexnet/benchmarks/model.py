@@ -110,3 +110,31 @@ def infer_rate(batch_size=64, precision="float32", steps=5, warmup=2, image_size
         images = tf.constant(synthetic_batch(batch_size, image_size, num_classes)[0])
         forward = tf.function(lambda: model(images, training=False))
         return steps * batch_size / _timed(forward, steps, warmup)
+
+
+def lrn_rate(batch_size=128, precision="float32", steps=5, warmup=2, image_size=227,
+             fused_lrn=True):
+    """Images/s of the network's two LRN layers alone, forward and gradient, as in training.
+
+    The layers of build_alexnet (lrn1 on conv1's maps, lrn2 on conv2's) under the policy,
+    on ReLU-like inputs of the policy's compute dtype; fused_lrn: config.fused_lrn.
+    """
+    with precision_policy(precision):
+        model = model_lib.build_alexnet(1000, image_size, fused_lrn=fused_lrn)
+        layers = [model.get_layer("lrn1"), model.get_layer("lrn2")]
+        rng = np.random.default_rng(0)
+        inputs = [tf.cast(np.maximum(rng.normal(0, 30, (batch_size, *layer.input.shape[1:])), 0),
+                          layer.compute_dtype) for layer in layers]
+
+        @tf.function
+        def forward_and_gradient():
+            total = tf.constant(0.0)
+            for layer, x in zip(layers, inputs):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = layer(x, training=True)
+                dx = tape.gradient(y, x, output_gradients=tf.ones_like(y))
+                total += tf.cast(dx[0, 0, 0, 0], tf.float32)
+            return total
+
+        return steps * batch_size / _timed(forward_and_gradient, steps, warmup)

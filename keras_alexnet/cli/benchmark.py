@@ -3,12 +3,14 @@
     bin/benchmark train --batch_size=64 --precision=float32
     bin/benchmark train --batch_size=128 --precision=mixed_bfloat16 --model=lrn=False
     bin/benchmark infer --batch_size=64 --precision=mixed_bfloat16
+    bin/benchmark lrn --batch_size=128 --precision=mixed_bfloat16 [--nofused_lrn]
     bin/benchmark input --data='DATA/train-*' --batch_size=64
     bin/benchmark trainer --data=DATA --batch_size=128 --precision=auto --warmup=10 --steps=50
     bin/benchmark serve --saved_model=runs/bench/models/alexnet [--images='DIR/*/*.JPEG'] --batch_size=32
     bin/benchmark memory --batch_size=128 --steps=3
 
 train times the step bin/train runs (loss, the paper's weight decay, momentum);
+lrn times the network's two LRN layers alone, forward and gradient, as training runs them;
 trainer times bin/train's whole loop on a TFRecord folder (input pipeline, strategy,
 steps_per_loop, the host's reads every log_every_steps = gcd(warmup, steps));
 train, infer and input print the same keys as ../shared/bench/seed_reference.py,
@@ -41,7 +43,7 @@ flags.DEFINE_integer("steps_per_loop", 1, "trainer: config.steps_per_loop.", low
 flags.DEFINE_bool("jit_compile", False, "trainer: config.jit_compile (XLA for the step).")
 flags.DEFINE_string("model", "", "train: build_alexnet arguments changed from the paper's, "
                     "to time parts of the step, e.g. --model=lrn=False or --model=towers=1,lrn=False.")
-flags.DEFINE_bool("fused_lrn", True, "train, trainer: config.fused_lrn (LRN in training as XLA "
+flags.DEFINE_bool("fused_lrn", True, "train, trainer, lrn: config.fused_lrn (LRN in training as XLA "
                   "kernels); --nofused_lrn times tf.nn.local_response_normalization.")
 flags.DEFINE_string("saved_model", None, "serve: model base path or SavedModel.")
 flags.DEFINE_string("images", None, "serve: image files (glob); default: synthetic pictures.")
@@ -50,7 +52,7 @@ flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per rou
                      lower_bound=1)
 flags.DEFINE_integer("rounds", 3, "serve: alternating rounds.", lower_bound=1)
 
-WHAT = ("train", "trainer", "infer", "input", "serve", "memory")
+WHAT = ("train", "trainer", "infer", "lrn", "input", "serve", "memory")
 
 
 def _rate(what):
@@ -68,6 +70,9 @@ def _rate(what):
         return model_benchmark.train_rate(
             model_overrides=model_benchmark.parse_model_overrides(FLAGS.model),
             fused_lrn=FLAGS.fused_lrn, **common)
+    if what == "lrn":
+        del common["num_classes"]
+        return model_benchmark.lrn_rate(fused_lrn=FLAGS.fused_lrn, **common)
     return model_benchmark.infer_rate(**common)
 
 
@@ -118,6 +123,8 @@ def _main(argv):
     extra = {}
     if what == "train":
         extra = dict(**({"model": FLAGS.model} if FLAGS.model else {}), fused_lrn=FLAGS.fused_lrn)
+    elif what == "lrn":
+        extra = dict(fused_lrn=FLAGS.fused_lrn)
     _print_rate(what, rate, distribute.resolve_precision(FLAGS.precision), **extra)
 
 

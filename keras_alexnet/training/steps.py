@@ -52,10 +52,9 @@ class PaperMomentum(keras.optimizers.SGD):
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.9, weight_decay=0.0, **kwargs):
+        # weight_decay is the paper's (through the momentum), not keras.optimizers.SGD's.
         if kwargs.get("nesterov"):
             raise ValueError("PaperMomentum: the paper's momentum is not Nesterov's")
-        if kwargs.get("weight_decay") is not None:
-            raise ValueError("PaperMomentum: pass the paper's weight_decay, not Keras's")
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
         self.paper_weight_decay = float(weight_decay)
         self._decayed_keys = set()
