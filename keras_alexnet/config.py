@@ -102,8 +102,9 @@ def get_config():
     config.jit_compile = False
     # LRN in training as XLA kernels that compute in float32 and read and write the policy's
     # dtype (model.py, fused_lrn.py): the same numbers as tf.nn.local_response_normalization
-    # within float32 rounding, ~2.5x faster on CPU. Evaluation and the export always run
-    # tf.nn.local_response_normalization. False: that op in training too.
+    # within float32 rounding, the two LRN layers ~5x faster on CPU (docs/BENCHMARKS.md).
+    # Evaluation and the export always run tf.nn.local_response_normalization. False: that op
+    # in training too.
     config.fused_lrn = True
     # 'auto': a live bar on a terminal, a line every log_every_steps otherwise.
     config.progress = "auto"

@@ -6,7 +6,7 @@ towers (split the channels, two ordinary convolutions, concatenate) rather than
 `Conv2D(groups=2)`, which Keras compiles with XLA on CPU: 2.5x slower here, and
 XLA has no place in a graph meant for TF Serving. LRN after conv1 and conv2
 normalizes each tower's maps on their own, as the two GPUs did (lrn_per_tower).
-In training only, the LRN runs as XLA kernels (fused_lrn.py, ~2.5x faster than
+In training only, the LRN runs as XLA kernels (fused_lrn.py, ~5x faster than
 TensorFlow's LRN and its gradient on CPU); the inference graph, which evaluation
 and the export trace, has `tf.nn.local_response_normalization` and no XLA.
 
@@ -54,7 +54,7 @@ class LocalResponseNormalization(layers.Layer):
     kernel on CPU and no float16 one on GPU, so it casts to float32 and back): the graph
     that evaluation and the SavedModel export trace is plain TensorFlow. Training with
     fused_training=True runs fused_lrn.lrn, the same function and gradient as XLA kernels
-    that read and write the policy's dtype and compute in float32 inside (~2.5x faster on
+    that read and write the policy's dtype and compute in float32 inside (~5x faster on
     a CPU, docs/BENCHMARKS.md). The output has the layer's compute dtype (bfloat16 under
     mixed_bfloat16), which is what the next layer would cast it to.
     """
@@ -302,7 +302,7 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
         paper's 1; Caffe's bvlc_alexnet needed 0.1).
       seed: makes the initialization and the dropout masks reproducible.
       fused_lrn: LRN in training as XLA kernels computing in float32 (fused_lrn.py, the same
-        numbers, ~2.5x faster); False runs tf.nn.local_response_normalization in training too.
+        numbers, ~5x faster on CPU); False runs tf.nn.local_response_normalization in training too.
         Inference always runs tf.nn.local_response_normalization. Not a config.model field:
         it changes no weight and no result beyond float32 rounding (config.fused_lrn).
     """
