@@ -76,6 +76,40 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _start_workers(config, workdir, tmp_path=None, env=None):
+    """Two bin/train processes of one MultiWorkerMirroredStrategy cluster on localhost ports;
+    with tmp_path each writes its result to tmp_path/result<index>.json."""
+    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
+    return [start_training(
+        config, workdir,
+        result_path=None if tmp_path is None else str(tmp_path / f"result{index}.json"),
+        env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+             **(env or {})})
+        for index in range(2)]
+
+
+def _outputs(procs, timeout, while_running=None):
+    """Every worker's output once it ends (killed if still running after); while_running first."""
+    outputs = []
+    try:
+        if while_running is not None:
+            while_running()
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=timeout)[0])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    return outputs
+
+
+def _results(procs, outputs, tmp_path):
+    """The workers' result files, after asserting that both exited cleanly."""
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out[-3000:]
+    return [json.loads((tmp_path / f"result{i}.json").read_text()) for i in range(2)]
+
+
 @pytest.mark.slow
 def test_mirrored_two_cpus_matches_the_default_strategy(data_dir, tmp_path):
     config = tiny_config(data_dir, {"num_epochs": 1, "eval.ten_crop": True})
@@ -103,30 +137,14 @@ def test_mirrored_two_cpus_matches_the_default_strategy(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_two_multi_worker_processes_train_and_agree(data_dir, tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
     config = tiny_config(data_dir, {"num_epochs": 1, "eval.ten_crop": False,
                                     "distribution.strategy": "multi_worker"})
     workdir = str(tmp_path / "work")
-    procs = []
     scratch = tmp_path / "tmp"  # the workers' temporary folders go here (TMPDIR)
     scratch.mkdir()
     (scratch / "alexnet-worker-killed").mkdir()  # left by a worker killed in an earlier run
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(start_training(config, workdir, result_path=str(tmp_path / f"result{index}.json"),
-                                    env={"TF_CONFIG": tf_config, "TMPDIR": str(scratch)}))
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=400)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for proc, out in zip(procs, outputs):
-        assert proc.returncode == 0, out[-3000:]
-    results = [json.loads((tmp_path / f"result{i}.json").read_text()) for i in range(2)]
+    procs = _start_workers(config, workdir, tmp_path, env={"TMPDIR": str(scratch)})
+    results = _results(procs, _outputs(procs, 400), tmp_path)
     # Both workers ran the same steps and see the same (all-reduced) validation error.
     assert results[0]["step"] == results[1]["step"] == 6
     assert results[0]["validation"] == results[1]["validation"]
@@ -143,30 +161,17 @@ def test_two_multi_worker_processes_train_and_agree(data_dir, tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(data_dir, tmp_path):
     import signal
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
     config = tiny_config(data_dir, {"num_epochs": 1000, "eval.ten_crop": False,
                                     "checkpoint.every_steps": 100000,
                                     "distribution.strategy": "multi_worker"})
     workdir = str(tmp_path / "work")
-    procs = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(start_training(config, workdir, result_path=str(tmp_path / f"result{index}.json"),
-                                    env={"TF_CONFIG": tf_config}))
-    outputs = []
-    try:
+    procs = _start_workers(config, workdir, tmp_path)
+
+    def sigterm_the_other_worker():
         wait_for(lambda: read_events(workdir, "train"), 400, procs[0], "training to start")
         procs[1].send_signal(signal.SIGTERM)  # the worker that does not write
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=120)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for proc, out in zip(procs, outputs):
-        assert proc.returncode == 0, out[-3000:]
-    results = [json.loads((tmp_path / f"result{i}.json").read_text()) for i in range(2)]
+
+    results = _results(procs, _outputs(procs, 120, sigterm_the_other_worker), tmp_path)
     assert results[0] == results[1] and results[0]["status"] == "preempted"
     preempted = read_events(workdir, "preempted")
     assert len(preempted) == 1 and preempted[0]["step"] == results[0]["step"]
@@ -176,21 +181,11 @@ def test_sigterm_to_one_worker_stops_every_worker_with_a_checkpoint(data_dir, tm
 def test_a_locked_workdir_stops_every_worker_not_only_the_chief(data_dir, tmp_path):
     """The chief cannot take WORKDIR/.lock: it says so, and the other worker does not wait for it."""
     from keras_alexnet.training import workdir as workdir_lib
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
     config = tiny_config(data_dir, {"num_epochs": 1, "distribution.strategy": "multi_worker"})
     workdir = str(tmp_path / "work")
     with workdir_lib.lock(workdir):  # another bin/train holds it
-        procs = [start_training(config, workdir, env={"TF_CONFIG": json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": i}})}) for i in range(2)]
-        outputs = []
-        try:
-            for proc in procs:
-                outputs.append(proc.communicate(timeout=300)[0])  # today: the other one hangs
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
+        procs = _start_workers(config, workdir)
+        outputs = _outputs(procs, 300)  # before the fix: the other worker hung here
     assert all(proc.returncode != 0 for proc in procs)
     assert "is in use by another training" in outputs[0]
     assert "another worker of this run stopped" in outputs[1]

@@ -23,6 +23,22 @@ def data_dir(tmp_path_factory):
     return demo_data_dir(str(tmp_path_factory.mktemp("tiny")))
 
 
+def _sigterm_once_training(proc, workdir, before=None):
+    """SIGTERM to a bin/train process once it has trained a step (before() first); its output,
+    after asserting that it exited cleanly. The process is killed if anything fails."""
+    try:
+        wait_for(lambda: read_events(workdir, "train"), 300, proc, "training to start")
+        if before is not None:
+            before()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
 def _state(workdir):
     """Step, epoch and schedule of the checkpoint a rerun resumes from (the newest readable)."""
     from keras_alexnet.training import workdir as workdir_lib
@@ -80,14 +96,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data_dir, tmp_path):
             "--config.checkpoint.every_steps=100000", "--config.progress=lines"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    try:
-        wait_for(lambda: read_events(workdir, "train"), 300, proc, "training to start")
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out[-3000:]
+    out = _sigterm_once_training(proc, workdir)
     preempted = read_events(workdir, "preempted")
     assert len(preempted) == 1
     step, _, _ = _state(workdir)
@@ -189,15 +198,11 @@ def test_a_second_training_in_the_same_workdir_is_refused(data_dir, tmp_path):
     config = tiny_config(data_dir, {"num_epochs": 1000, "checkpoint.every_steps": 100000})
     workdir = str(tmp_path / "work")
     first = start_training(config, workdir)
-    try:
-        wait_for(lambda: read_events(workdir, "train"), 300, first, "training to start")
+
+    def refused():
         with pytest.raises(workdir_lib.WorkdirError, match=rf"in use by another training \(pid "
                                                            rf"{first.pid} "):
             train.train_and_evaluate(config, workdir)
-        first.send_signal(signal.SIGTERM)
-        out, _ = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert first.returncode == 0, out[-3000:]
+
+    _sigterm_once_training(first, workdir, before=refused)
     assert len(read_events(workdir, "preempted")) == 1  # the first run, undisturbed
