@@ -82,7 +82,7 @@ def paper_train_step(batch_size=128, image_size=227, num_classes=1000, precision
     config.fused_lrn = fused_lrn
     config.model.update(image_size=image_size, num_classes=num_classes, **(model_overrides or {}))
     strategy = tf.distribute.get_strategy()
-    model = model_lib.build_alexnet(**config.model, fused_lrn=config.fused_lrn)
+    model = steps_lib.build_model(config)
     optimizer = steps_lib.make_optimizer(config, precision)
     optimizer.build(model.trainable_variables)
     images, labels = synthetic_batch(batch_size, image_size, num_classes)
@@ -120,7 +120,9 @@ def lrn_rate(batch_size=128, precision="float32", steps=5, warmup=2, image_size=
     on ReLU-like inputs of the policy's compute dtype; fused_lrn: config.fused_lrn.
     """
     with precision_policy(precision):
-        model = model_lib.build_alexnet(1000, image_size, fused_lrn=fused_lrn)
+        # The paper's convolutions (the LRN layers' input shapes); fc layers of 16 units, as
+        # nothing here runs them: no 58M weights to initialize for two weightless layers.
+        model = model_lib.build_alexnet(2, image_size, fc_units=16, fused_lrn=fused_lrn)
         layers = [model.get_layer("lrn1"), model.get_layer("lrn2")]
         rng = np.random.default_rng(0)
         inputs = [tf.cast(np.maximum(rng.normal(0, 30, (batch_size, *layer.input.shape[1:])), 0),

@@ -120,11 +120,9 @@ def _main(argv):
                     jit_compile=FLAGS.jit_compile, fused_lrn=FLAGS.fused_lrn)
         return
     rate = _rate(what)
-    extra = {}
-    if what == "train":
-        extra = dict(**({"model": FLAGS.model} if FLAGS.model else {}), fused_lrn=FLAGS.fused_lrn)
-    elif what == "lrn":
-        extra = dict(fused_lrn=FLAGS.fused_lrn)
+    extra = {"model": FLAGS.model} if what == "train" and FLAGS.model else {}
+    if what in ("train", "lrn"):
+        extra["fused_lrn"] = FLAGS.fused_lrn
     _print_rate(what, rate, distribute.resolve_precision(FLAGS.precision), **extra)
 
 

@@ -50,7 +50,7 @@ def run(config, num_steps, emit=print):
         stats=data_dir, image_size=config.model.image_size, label_offset=cfg.label_offset,
         normalization=cfg.normalization, crop=cfg.crop, lighting_std=cfg.lighting_std,
         seed=config.seed, shuffle_buffer=cfg.shuffle_buffer)
-    model = model_lib.build_alexnet(**config.model, fused_lrn=config.fused_lrn)
+    model = steps.build_model(config)
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in PROBED])
     fc8_input = keras.Model(model.inputs, model.get_layer("fc8").input)
     optimizer = keras.optimizers.SGD(config.optimizer.learning_rate,

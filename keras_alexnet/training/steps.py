@@ -84,6 +84,11 @@ class PaperMomentum(keras.optimizers.SGD):
         return config
 
 
+def build_model(config):
+    """The network a config trains: build_alexnet(**config.model), LRN as config.fused_lrn says."""
+    return model_lib.build_alexnet(**config.model, fused_lrn=config.fused_lrn)
+
+
 def paper_momentum(optimizer):
     """The PaperMomentum inside optimizer (as is, or under loss scaling), else None."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)

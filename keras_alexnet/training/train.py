@@ -215,7 +215,7 @@ def _train(config, workdir, strategy, chief, scratch):
         raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training set")
 
     with strategy.scope():
-        model = model_lib.build_alexnet(**config.model, fused_lrn=config.fused_lrn)
+        model = steps.build_model(config)
         optimizer = steps.make_optimizer(config, precision)
         optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
