@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
+from keras_alexnet.benchmarks import model as bench_model
 from keras_alexnet.training import steps
 from keras_alexnet.training import train
 from fixtures import demo_data_dir, read_events, tiny_config
@@ -282,20 +283,36 @@ def test_weight_decay_is_the_papers_update_rule():
     np.testing.assert_allclose(model.trainable_variables[1].numpy(), b, rtol=1e-5, atol=1e-6)
 
 
-def test_paper_momentum_equals_sgd_on_the_l2_penalised_loss():
+class GradientDtypes(steps.PaperMomentum):
+    """PaperMomentum noting the dtype of every gradient its update receives."""
+
+    dtypes = []
+
+    def update_step(self, gradient, variable, learning_rate):
+        self.dtypes.append(gradient.dtype)
+        super().update_step(gradient, variable, learning_rate)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_paper_momentum_equals_sgd_on_the_l2_penalised_loss(precision):
     """PaperMomentum's fused update is Keras SGD on loss + wd/2 |w|^2 (the old train step),
-    with and without momentum; a weight_decay other than the optimizer's is refused."""
+    with and without momentum; under mixed_bfloat16 it takes the bfloat16 gradients without
+    their cast to float32, with the same result; a weight_decay other than the optimizer's is
+    refused."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(8, 6)).astype(np.float32)
     y = rng.integers(0, 4, 8).astype(np.int32)
     strategy = tf.distribute.get_strategy()
+    GradientDtypes.dtypes = []
     for momentum in (0.9, 0.0):
         weights = []
-        for optimizer in (steps.PaperMomentum(0.05, momentum=momentum, weight_decay=0.01),
+        for optimizer in (GradientDtypes(0.05, momentum=momentum, weight_decay=0.01),
                           keras.optimizers.SGD(0.05, momentum=momentum)):
             keras.utils.set_random_seed(0)
-            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
-                                      keras.layers.Dense(4, bias_initializer="ones")])
+            with bench_model.precision_policy(precision):
+                model = keras.Sequential([keras.Input((6,)),
+                                          keras.layers.Dense(5, activation="relu"),
+                                          keras.layers.Dense(4, bias_initializer="ones")])
             optimizer.build(model.trainable_variables)
             step = steps.make_train_step(model, optimizer, strategy, global_batch_size=8,
                                          weight_decay=0.01)
@@ -305,6 +322,8 @@ def test_paper_momentum_equals_sgd_on_the_l2_penalised_loss():
             weights.append(model.get_weights())
         for fused, keras_sgd in zip(*weights):
             np.testing.assert_allclose(fused, keras_sgd, rtol=1e-5, atol=1e-6)
+    expected = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
+    assert GradientDtypes.dtypes and set(GradientDtypes.dtypes) == {expected}
     with pytest.raises(ValueError, match="weight_decay=0.0005 but the optimizer applies 0.01"):
         steps.make_train_step(model, steps.PaperMomentum(0.05, weight_decay=0.01), strategy,
                               global_batch_size=8, weight_decay=0.0005)

@@ -16,7 +16,8 @@ from keras_alexnet import model as model_lib
 @tf.function(jit_compile=True)
 def _momentum_update(variable, accumulator, gradient, learning_rate, momentum, weight_decay):
     """The paper's update on resource handles: v <- m v - lr (g + wd w); w <- w + v."""
-    dtype = gradient.dtype
+    dtype = learning_rate.dtype
+    gradient = tf.cast(gradient, dtype)
     w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=dtype)
     v = tf.raw_ops.ReadVariableOp(resource=accumulator, dtype=dtype)
     v = momentum * v - learning_rate * (gradient + weight_decay * w)
@@ -27,7 +28,8 @@ def _momentum_update(variable, accumulator, gradient, learning_rate, momentum, w
 @tf.function(jit_compile=True)
 def _plain_update(variable, gradient, learning_rate, weight_decay):
     """Without momentum: w <- w - lr (g + wd w)."""
-    w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=gradient.dtype)
+    w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=learning_rate.dtype)
+    gradient = tf.cast(gradient, learning_rate.dtype)
     tf.raw_ops.AssignVariableOp(resource=variable,
                                 value=w - learning_rate * (gradient + weight_decay * w))
 
@@ -68,7 +70,6 @@ class PaperMomentum(keras.optimizers.SGD):
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         decay = self.paper_weight_decay if self._var_key(variable) in self._decayed_keys else 0.0
-        gradient = tf.cast(gradient, dtype)
         learning_rate = tf.cast(learning_rate, dtype)
         decay = tf.constant(decay, dtype)
         if self.momentum:
@@ -112,6 +113,20 @@ def l2_penalty(variables, weight_decay):
     return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
 
 
+def _uncast(gradient):
+    """The bfloat16 tensor a gradient was cast to float32 from, else the gradient as is.
+
+    Under mixed_bfloat16 each variable is read through a cast to bfloat16, so its gradient
+    arrives as bfloat16 cast back to float32: for fc6 a pass writing 38M float32 values that
+    the update reads again. PaperMomentum converts inside its update kernel instead (the
+    same float32 values).
+    """
+    op = getattr(gradient, "op", None)  # graph tensors only (the step is a tf.function)
+    if op is not None and op.type == "Cast" and op.inputs[0].dtype == tf.bfloat16:
+        return op.inputs[0]
+    return gradient
+
+
 def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_decay,
                     jit_compile=False):
     """A tf.function taking (iterator, stop flag[, num_steps]); returns global sums over its steps.
@@ -137,6 +152,9 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
     decayed = model_lib.decayed_variables(model) if paper is None else []
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     replicas = strategy.num_replicas_in_sync
+    # PaperMomentum takes bfloat16 gradients as they are (_uncast); not across replicas,
+    # where they are summed first (in float32), nor under loss scaling, which divides them.
+    uncast = paper is not None and not scaled and replicas == 1
 
     def step_fn(images, labels, stop):
         with tf.GradientTape() as tape:
@@ -150,6 +168,8 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
             if scaled:
                 total = optimizer.scale_loss(total)
         grads = tape.gradient(total, model.trainable_variables)
+        if uncast:
+            grads = [_uncast(g) for g in grads]
         optimizer.apply(grads, model.trainable_variables)
         correct = tf.reduce_sum(tf.cast(
             tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
