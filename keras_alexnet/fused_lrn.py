@@ -4,8 +4,9 @@
 one on GPU), so under mixed precision the layer used to cast bfloat16 maps to float32
 and back around it, and its CPU gradient (LRNGrad) is a scalar loop: on conv1's and
 conv2's maps at batch 128 the LRN took ~0.45 s of a ~1.05 s bfloat16 step on a 2-core
-AVX-512 CPU (docs/BENCHMARKS.md); these kernels do the same work ~5x faster. `lrn(x, ...)` here computes the same function with
-`tf.custom_gradient`: the forward and the gradient are each one or two XLA-compiled loops
+AVX-512 CPU (docs/BENCHMARKS.md); these kernels do the same work ~5x faster. `lrn(x, ...)`
+here computes the same function with `tf.custom_gradient`: the forward and the gradient are
+one and two XLA-compiled loops
 that read bfloat16 (or float16, or float32) and compute in float32 inside, so the numbers
 are float32's rounded once (tests/test_lrn.py checks both against float32 `tf.nn.lrn`
 and its autodiff); the only float32 tensor written is the gradient's intermediate.
@@ -15,6 +16,9 @@ and its autodiff); the only float32 tensor written is the gradient's intermediat
 
 W(i) is channel i's window of 2 * depth_radius + 1 channels inside its tower: with
 towers=2 each half of the channels is normalized on its own (the paper's two GPUs).
+With relu=True the kernels normalize relu(x) and their gradient includes the ReLU's:
+model.py builds conv1 and conv2 without activation and lets lrn1 and lrn2 apply the ReLU,
+which saves the ReLU gradient's own pass over conv1's and conv2's maps.
 
 Training only: model.LocalResponseNormalization calls it with training=True; inference
 (evaluation, the SavedModel for TF Serving) runs `tf.nn.local_response_normalization`,
@@ -64,31 +68,37 @@ def _window_sum(v, depth_radius, towers):
 
 
 @functools.cache
-def lrn_function(depth_radius, bias, alpha, beta, towers):
-    """The LRN as a function of x with its own gradient (cached per hyper-parameters)."""
+def lrn_function(depth_radius, bias, alpha, beta, towers, relu=False):
+    """The LRN (of relu(x) with relu) as a function of x with its own gradient, cached."""
     depth_radius, towers = int(depth_radius), int(towers)
     bias, alpha, beta = float(bias), float(alpha), float(beta)
+
+    def activated(x):
+        xf = tf.cast(x, tf.float32)
+        return tf.nn.relu(xf) if relu else xf
 
     def norm(xf):
         return bias + alpha * _window_sum(xf * xf, depth_radius, towers)
 
     @tf.function(jit_compile=True)
     def forward(x):
-        xf = tf.cast(x, tf.float32)
+        xf = activated(x)
         return tf.cast(xf * _neg_power(norm(xf), beta), x.dtype)
 
     # The gradient in two loops: the second sums the first's output over each window,
     # which a single loop would recompute five times.
     @tf.function(jit_compile=True)
     def scaled_upstream(x, dy):
-        xf = tf.cast(x, tf.float32)
+        xf = activated(x)
         return tf.cast(dy, tf.float32) * xf * _neg_power(norm(xf), beta, extra=1)
 
     @tf.function(jit_compile=True)
     def input_gradient(x, dy, scaled):
-        xf = tf.cast(x, tf.float32)
+        xf = activated(x)
         dx = (tf.cast(dy, tf.float32) * _neg_power(norm(xf), beta)
               - (2.0 * alpha * beta) * xf * _window_sum(scaled, depth_radius, towers))
+        if relu:  # the ReLU's gradient: none where it cut x to 0
+            dx = tf.where(xf > 0.0, dx, 0.0)
         return tf.cast(dx, x.dtype)
 
     @tf.custom_gradient
@@ -103,9 +113,13 @@ def lrn_function(depth_radius, bias, alpha, beta, towers):
     return lrn
 
 
-def lrn(x, depth_radius, bias, alpha, beta, towers=1):
-    """Cross-channel LRN of x ([..., C], any float dtype) per tower, as tf.nn.lrn computes it."""
+def lrn(x, depth_radius, bias, alpha, beta, towers=1, relu=False):
+    """Cross-channel LRN of x ([..., C], any float dtype) per tower, as tf.nn.lrn computes it.
+
+    relu: normalize relu(x), the ReLU and its gradient inside the same kernels (one pass
+    over the maps less in the gradient than a separate ReLU's).
+    """
     if x.shape[-1] is None or x.shape[-1] % towers:
         raise ValueError(f"LRN needs a known channel count that splits into {towers} towers, "
                          f"got shape {x.shape}")
-    return lrn_function(depth_radius, bias, alpha, beta, towers)(x)
+    return lrn_function(depth_radius, bias, alpha, beta, towers, bool(relu))(x)

@@ -57,10 +57,14 @@ class LocalResponseNormalization(layers.Layer):
     that read and write the policy's dtype and compute in float32 inside (~5x faster on
     a CPU, docs/BENCHMARKS.md). The output has the layer's compute dtype (bfloat16 under
     mixed_bfloat16), which is what the next layer would cast it to.
+
+    relu=True normalizes relu(inputs): the convolution before it is built without
+    activation (build_alexnet does so for conv1 and conv2), and in training the ReLU and its
+    gradient run inside the LRN kernels, one pass over the maps less.
     """
 
     def __init__(self, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS, alpha=LRN_ALPHA,
-                 beta=LRN_BETA, towers=1, fused_training=True, **kwargs):
+                 beta=LRN_BETA, towers=1, fused_training=True, relu=False, **kwargs):
         super().__init__(**kwargs)
         self.depth_radius = depth_radius
         self.bias = bias
@@ -68,6 +72,7 @@ class LocalResponseNormalization(layers.Layer):
         self.beta = beta
         self.towers = int(towers)
         self.fused_training = bool(fused_training)
+        self.relu = bool(relu)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -82,7 +87,9 @@ class LocalResponseNormalization(layers.Layer):
     def call(self, inputs, training=None):
         if training and self.fused_training:
             return fused_lrn.lrn(inputs, self.depth_radius, self.bias, self.alpha, self.beta,
-                                 self.towers)
+                                 self.towers, relu=self.relu)
+        if self.relu:
+            inputs = tf.nn.relu(inputs)
         x = tf.cast(inputs, tf.float32)
         if self.towers == 1:
             return tf.cast(self._lrn(x), inputs.dtype)
@@ -100,7 +107,8 @@ class LocalResponseNormalization(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha,
-                      beta=self.beta, towers=self.towers, fused_training=self.fused_training)
+                      beta=self.beta, towers=self.towers, fused_training=self.fused_training,
+                      relu=self.relu)
         return config
 
 
@@ -283,7 +291,10 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
       num_classes: size of fc8 (1000 for ILSVRC).
       image_size: square input side; 227 gives the paper's 55x55 conv1 maps.
       towers: 2 for the paper's grouped conv2/conv4/conv5; 1 for no grouping.
-      lrn: local response normalization after conv1 and conv2.
+      lrn: local response normalization after conv1 and conv2. With ReLU it applies their
+        ReLU (LocalResponseNormalization(relu=True); conv1 and conv2 have no activation of
+        their own): the same function, one pass over their maps less in training. Their
+        activations: activation_output(model, 'conv1').
       lrn_alpha: 2e-5 (authors' code); 1e-4 is the paper's formula as printed.
       lrn_per_tower: with towers=2, normalize each tower's maps on their own (the paper's
         two GPUs each normalized the maps they held: 48 of conv1's 96, 128 of conv2's 256);
@@ -328,22 +339,29 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
             return layers.MaxPooling2D(3, strides=2, name=layer_name)
         return layers.MaxPooling2D(2, strides=2, name=layer_name)
 
-    def tower_conv(layer_name, n, size):
+    def tower_conv(layer_name, n, size, activation=activation):
         return TowerConv2D(filters(n), size, towers=towers, activation=activation,
                            name=layer_name, **init_for(layer_name))
 
-    inputs = keras.Input((image_size, image_size, 3), name="images")
-    x = Float32GradConv2D(filters(96), 11, strides=4, padding="valid", activation=activation,
-                          name="conv1", **init_for("conv1"))(inputs)
+    # conv1's and conv2's ReLU is applied by the LRN after them (relu=True): the same
+    # function, and in training the ReLU's gradient runs inside the LRN's kernels.
+    fold_relu = lrn and activation == "relu"
+    before_lrn = None if fold_relu else activation
     lrn_towers = towers if lrn_per_tower else 1
+
+    def lrn_layer(layer_name):
+        return LocalResponseNormalization(alpha=lrn_alpha, towers=lrn_towers, relu=fold_relu,
+                                          fused_training=fused_lrn, name=layer_name)
+
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    x = Float32GradConv2D(filters(96), 11, strides=4, padding="valid", activation=before_lrn,
+                          name="conv1", **init_for("conv1"))(inputs)
     if lrn:
-        x = LocalResponseNormalization(alpha=lrn_alpha, towers=lrn_towers,
-                                       fused_training=fused_lrn, name="lrn1")(x)
+        x = lrn_layer("lrn1")(x)
     x = pool("pool1")(x)
-    x = tower_conv("conv2", 256, 5)(x)
+    x = tower_conv("conv2", 256, 5, activation=before_lrn)(x)
     if lrn:
-        x = LocalResponseNormalization(alpha=lrn_alpha, towers=lrn_towers,
-                                       fused_training=fused_lrn, name="lrn2")(x)
+        x = lrn_layer("lrn2")(x)
     x = pool("pool2")(x)
     x = Float32GradConv2D(filters(384), 3, padding="same", activation=activation, name="conv3",
                           **init_for("conv3"))(x)
@@ -364,6 +382,16 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
     # and the loss, where float16/bfloat16 would lose precision.
     logits = layers.Dense(num_classes, name="fc8", dtype="float32", **init_for("fc8"))(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def activation_output(model, layer_name):
+    """A layer's output after its activation: relu(conv1) and relu(conv2) where the LRN after
+    them applies their ReLU (build_alexnet with lrn and ReLU), else the layer's output."""
+    output = model.get_layer(layer_name).output
+    lrn_after = {"conv1": "lrn1", "conv2": "lrn2"}.get(layer_name)
+    if lrn_after and any(layer.name == lrn_after and layer.relu for layer in model.layers):
+        return keras.ops.relu(output)
+    return output
 
 
 def is_decayed(variable):

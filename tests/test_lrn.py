@@ -58,6 +58,22 @@ def test_forward_and_gradient_match_tf_lrn_in_float32(depth_radius, bias, alpha,
                                atol=2e-5 * np.max(np.abs(dx_ref.numpy())))
 
 
+def test_relu_inside_equals_a_relu_before_it():
+    """relu=True: tf.nn.lrn of relu(x), and the gradient through both, in float32."""
+    params = (2, 2.0, 2e-5, 0.75, 2)
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(0, 600.0, (3, 5, 4, 16)), tf.float32)  # half of it negative
+    upstream = tf.constant(rng.normal(0, 1, (3, 5, 4, 16)), tf.float32)
+    y, dx = value_and_gradient(lambda v: fused_lrn.lrn(v, *params, relu=True), x, upstream)
+    y_ref, dx_ref = value_and_gradient(lambda v: reference_lrn(tf.nn.relu(v), *params), x,
+                                       upstream)
+    assert np.mean(dx_ref.numpy() == 0) > 0.3  # the ReLU's gradient cut these
+    np.testing.assert_array_equal(dx.numpy() == 0, dx_ref.numpy() == 0)
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(dx.numpy(), dx_ref.numpy(), rtol=2e-5,
+                               atol=2e-5 * np.max(np.abs(dx_ref.numpy())))
+
+
 @pytest.mark.parametrize("dtype", [tf.bfloat16, tf.float16])
 def test_low_precision_is_float32_rounded_once(dtype):
     """bfloat16/float16 in and out, float32 inside: the float32 result rounded to the dtype.
@@ -104,14 +120,17 @@ def test_training_runs_the_fused_lrn_and_inference_tf_lrn():
     assert "LRN" in ops and not compiled
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_layer_training_and_inference_agree(policy, fused):
+def test_layer_training_and_inference_agree(policy, fused, relu):
     """Both paths of the layer compute the same numbers under every policy."""
     keras.mixed_precision.set_global_policy(policy)
     try:
-        layer = model_lib.LocalResponseNormalization(towers=2, fused_training=fused)
-        x = activations((2, 7, 7, 16), 4, 300.0)
+        layer = model_lib.LocalResponseNormalization(towers=2, fused_training=fused, relu=relu)
+        x = np.random.default_rng(4).normal(0, 300.0, (2, 7, 7, 16)).astype(np.float32)
+        if not relu:
+            x = np.maximum(x, 0)
         train, infer = layer(x, training=True), layer(x, training=False)
     finally:
         keras.mixed_precision.set_global_policy("float32")

@@ -105,6 +105,29 @@ def test_lrn_is_per_tower_by_default_and_plain_with_one_tower():
         model_lib.LocalResponseNormalization(towers=2)(np.ones((1, 2, 2, 5), "float32"))
 
 
+def test_the_lrn_applies_conv1s_and_conv2s_relu():
+    """With LRN and ReLU, conv1 and conv2 have no activation and lrn1/lrn2 apply it: the
+    paper's function (conv, ReLU, LRN); activation_output gives the ReLU's maps."""
+    model = model_lib.build_alexnet(**TINY, seed=3, init="glorot")
+    assert model.get_layer("conv1").activation.__name__ == "linear"
+    assert model.get_layer("conv2").activation is None
+    assert model.get_layer("lrn1").relu and model.get_layer("lrn2").relu
+    x = np.random.default_rng(6).normal(0, 50, (2, 67, 67, 3)).astype("float32")
+    conv1, relu1, lrn1 = keras.Model(model.inputs, [
+        model.get_layer("conv1").output, model_lib.activation_output(model, "conv1"),
+        model.get_layer("lrn1").output])(x)
+    assert np.mean(conv1.numpy() < 0) > 0.2  # pre-activation maps
+    np.testing.assert_array_equal(relu1.numpy(), np.maximum(conv1.numpy(), 0))
+    plain = model_lib.LocalResponseNormalization(towers=2)  # relu=False: on relu1 as is
+    np.testing.assert_allclose(lrn1.numpy(), plain(relu1, training=False).numpy(), rtol=1e-6)
+    for kw in ({"activation": "tanh"}, {"lrn": False}):
+        other = model_lib.build_alexnet(**TINY, **kw)
+        assert other.get_layer("conv1").activation.__name__ == kw.get("activation", "relu")
+        assert other.get_layer("conv2").activation == kw.get("activation", "relu")
+        assert model_lib.activation_output(other, "conv1") is other.get_layer("conv1").output
+    assert not model_lib.build_alexnet(**TINY, activation="tanh").get_layer("lrn1").relu
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_lrn_computes_in_float32_under_mixed_precision(policy):
     """The policy's dtype in and out (what pool1 would cast to), tf.nn.lrn's float32 inside."""

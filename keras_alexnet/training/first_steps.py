@@ -51,7 +51,7 @@ def run(config, num_steps, emit=print):
         normalization=cfg.normalization, crop=cfg.crop, lighting_std=cfg.lighting_std,
         seed=config.seed, shuffle_buffer=cfg.shuffle_buffer)
     model = steps.build_model(config)
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in PROBED])
+    probe = keras.Model(model.inputs, [model_lib.activation_output(model, n) for n in PROBED])
     fc8_input = keras.Model(model.inputs, model.get_layer("fc8").input)
     optimizer = keras.optimizers.SGD(config.optimizer.learning_rate,
                                      momentum=config.optimizer.momentum)
