@@ -8,7 +8,9 @@ XLA has no place in a graph meant for TF Serving. LRN after conv1 and conv2
 normalizes each tower's maps on their own, as the two GPUs did (lrn_per_tower).
 In training only, the LRN runs as XLA kernels (fused_lrn.py, ~5x faster than
 TensorFlow's LRN and its gradient on CPU); the inference graph, which evaluation
-and the export trace, has `tf.nn.local_response_normalization` and no XLA.
+and the export trace, has `tf.nn.local_response_normalization` and no XLA. The LRN
+layers also apply conv1's and conv2's ReLU (the same function; in training its gradient
+runs inside the LRN's kernels): activation_output() gives those maps.
 
 Dropout draws its masks per replica: under MirroredStrategy and
 MultiWorkerMirroredStrategy every replica of every worker has its own (replica_seed).
