@@ -15,7 +15,11 @@ from keras_alexnet import model as model_lib
 
 @tf.function(jit_compile=True)
 def _momentum_update(variable, accumulator, gradient, learning_rate, momentum, weight_decay):
-    """The paper's update on resource handles: v <- m v - lr (g + wd w); w <- w + v."""
+    """The paper's update on resource handles: v <- m v - lr (g + wd w); w <- w + v.
+
+    The scalars come in the variables' dtype; the gradient may be bfloat16 (_uncast) and is
+    converted here, inside the kernel.
+    """
     dtype = learning_rate.dtype
     gradient = tf.cast(gradient, dtype)
     w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=dtype)
@@ -27,7 +31,7 @@ def _momentum_update(variable, accumulator, gradient, learning_rate, momentum, w
 
 @tf.function(jit_compile=True)
 def _plain_update(variable, gradient, learning_rate, weight_decay):
-    """Without momentum: w <- w - lr (g + wd w)."""
+    """Without momentum: w <- w - lr (g + wd w); dtypes as in _momentum_update."""
     w = tf.raw_ops.ReadVariableOp(resource=variable, dtype=learning_rate.dtype)
     gradient = tf.cast(gradient, learning_rate.dtype)
     tf.raw_ops.AssignVariableOp(resource=variable,
