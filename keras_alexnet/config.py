@@ -1,6 +1,7 @@
 """The base training config: the paper's recipe. Every configs/*.py starts from `get_config()`.
 
-Groups: `model` (exactly the keyword arguments of `build_alexnet`), `input`,
+Groups: `model` (`name`, the builder in model.BUILDERS, and exactly its keyword
+arguments: model.build_model(config.model)), `input`,
 `optimizer`, `schedule`, `distribution`, `checkpoint`, `eval`; plus a few
 top-level fields. `validate(config)` checks the values that do not need the
 data and names the offending field; `train.py` checks the data itself.
@@ -24,11 +25,11 @@ def get_config():
     """The paper's recipe (PAPER.md, "Training"): batch 128, momentum 0.9, decay 5e-4, lr 0.01."""
     config = ml_collections.ConfigDict()
 
-    # Keyword arguments of model.build_alexnet, and nothing else: the export
-    # rebuilds the network with build_alexnet(**config.model).
+    # The network: `name` picks the builder (model.BUILDERS), the other fields are exactly
+    # its keyword arguments; training and the export build it with model.build_model(config.model).
     config.model = ml_collections.ConfigDict(dict(
-        num_classes=1000, image_size=227, towers=2, lrn=True, lrn_alpha=model_lib.LRN_ALPHA,
-        lrn_per_tower=True, overlapping_pool=True, activation="relu", dropout=0.5, dropout_scaling="paper",
+        name=model_lib.DEFAULT_BUILDER, num_classes=1000, image_size=227, towers=2, lrn=True,
+        lrn_alpha=model_lib.LRN_ALPHA, lrn_bias=model_lib.LRN_BIAS, lrn_per_tower=True, overlapping_pool=True, activation="relu", dropout=0.5, dropout_scaling="paper",
         width=1.0, fc_units=4096, init="paper", init_bias=1.0, seed=0))
 
     config.input = ml_collections.ConfigDict(dict(
@@ -135,11 +136,14 @@ def validate(config):
         raise ConfigError(f"config.{unknown[0]}: unknown field" + (
             f" (and {', '.join('config.' + u for u in unknown[1:4])})" if len(unknown) > 1 else "")
             + "; a typo? keras_alexnet/config.py lists every field")
-    expected = set(build_alexnet_kwargs())
+    name = config.model.get("name")
+    _require(name in model_lib.BUILDERS, "model.name",
+             f"unknown network {name!r}; one of {sorted(model_lib.BUILDERS)}")
+    expected = {"name", *model_lib.builder_arguments(name)}
     got = set(config.model.keys())
     _require(got == expected, "model",
-             f"keys must be exactly build_alexnet's arguments; unknown {sorted(got - expected)}, "
-             f"missing {sorted(expected - got)}")
+             f"keys must be exactly the arguments of model.BUILDERS[{name!r}] and name; unknown "
+             f"{sorted(got - expected)}, missing {sorted(expected - got)}")
     _require(bool(config.input.data_dir) or config.input.demo, "input.data_dir",
              "must be set to a folder written by bin/make_tfrecords "
              "(--config.input.data_dir=/path/to/tfrecords)")
@@ -176,14 +180,6 @@ def validate(config):
     _require(config.progress in ("auto", "bar", "lines", "none"), "progress",
              "must be 'auto', 'bar', 'lines' or 'none'")
     return config
-
-
-def build_alexnet_kwargs():
-    """The keyword arguments of build_alexnet that config.model sets (all but `name` and
-    `fused_lrn`, which is config.fused_lrn: how training computes, not which network)."""
-    import inspect
-    params = inspect.signature(model_lib.build_alexnet).parameters
-    return [name for name in params if name not in ("name", "fused_lrn")]
 
 
 def _get(config, dotted):

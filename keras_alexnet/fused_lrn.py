@@ -20,7 +20,7 @@ With relu=True the kernels normalize relu(x) and their gradient includes the ReL
 model.py builds conv1 and conv2 without activation and lets lrn1 and lrn2 apply the ReLU,
 which saves the ReLU gradient's own pass over conv1's and conv2's maps.
 
-Training only: model.LocalResponseNormalization calls it with training=True; inference
+Training only: layers.LocalResponseNormalization calls it with training=True; inference
 (evaluation, the SavedModel for TF Serving) runs `tf.nn.local_response_normalization`,
 so no XLA reaches an exported graph. The window sums are written as shifted copies
 (concatenate and select), the form XLA's CPU backend fuses into one loop; a banded

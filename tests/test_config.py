@@ -29,15 +29,15 @@ def test_config_file(path):
     module, config = load(path)
     name = os.path.basename(path)
     assert f"bin/train --config=configs/{name}" in module.__doc__, "launch command in docstring"
-    assert set(config.model.keys()) == set(config_lib.build_alexnet_kwargs())
+    assert set(config.model.keys()) == {"name", *model_lib.builder_arguments("paper")}
     if not config.input.data_dir and not config.input.demo:
         with pytest.raises(config_lib.ConfigError, match="config.input.data_dir"):
             config_lib.validate(config)
         config.input.data_dir = "/data"
     config_lib.validate(config)
-    # config.model is exactly what build_alexnet takes (the export relies on it).
+    # config.model is exactly what its builder takes (the export relies on it).
     kwargs = dict(config.model, image_size=67, width=0.125, fc_units=16)
-    model = model_lib.build_alexnet(**kwargs)
+    model = model_lib.build_model(kwargs)
     assert model.output_shape == (None, config.model.num_classes)
 
 

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from keras_alexnet import fused_lrn
+from keras_alexnet import layers as layers_lib
 from keras_alexnet import model as model_lib
 
 
@@ -109,13 +110,13 @@ def _graph_ops(fn, *specs):
 
 
 def test_training_runs_the_fused_lrn_and_inference_tf_lrn():
-    layer = model_lib.LocalResponseNormalization(towers=2)
+    layer = layers_lib.LocalResponseNormalization(towers=2)
     spec = tf.TensorSpec([None, 6, 6, 8], tf.float32)
     ops, compiled = _graph_ops(lambda x: layer(x, training=False), spec)
     assert "LRN" in ops and not compiled
     ops, compiled = _graph_ops(lambda x: layer(x, training=True), spec)
     assert "LRN" not in ops and compiled
-    plain = model_lib.LocalResponseNormalization(towers=2, fused_training=False)
+    plain = layers_lib.LocalResponseNormalization(towers=2, fused_training=False)
     ops, compiled = _graph_ops(lambda x: plain(x, training=True), spec)
     assert "LRN" in ops and not compiled
 
@@ -127,7 +128,7 @@ def test_layer_training_and_inference_agree(policy, fused, relu):
     """Both paths of the layer compute the same numbers under every policy."""
     keras.mixed_precision.set_global_policy(policy)
     try:
-        layer = model_lib.LocalResponseNormalization(towers=2, fused_training=fused, relu=relu)
+        layer = layers_lib.LocalResponseNormalization(towers=2, fused_training=fused, relu=relu)
         x = np.random.default_rng(4).normal(0, 300.0, (2, 7, 7, 16)).astype(np.float32)
         if not relu:
             x = np.maximum(x, 0)

@@ -4,7 +4,9 @@ import pytest
 import keras
 import tensorflow as tf
 
+from keras_alexnet import layers as layers_lib
 from keras_alexnet import model as model_lib
+from keras_alexnet.training import steps as steps_lib
 
 TINY = dict(num_classes=5, image_size=67, width=0.125, fc_units=32)
 
@@ -52,7 +54,7 @@ def _lrn_reference(a, n=5, k=2.0, alpha=1e-4, beta=0.75, divide_alpha_by_n=True)
 
 def test_lrn_matches_the_papers_formula_with_alpha_over_n():
     a = np.random.default_rng(0).uniform(0, 300, (2, 3, 3, 11)).astype("float32")
-    layer = model_lib.LocalResponseNormalization()
+    layer = layers_lib.LocalResponseNormalization()
     np.testing.assert_allclose(layer(a), _lrn_reference(a), rtol=1e-5)
     # The default really is alpha / n: the printed formula (no division) differs.
     assert not np.allclose(layer(a), _lrn_reference(a, divide_alpha_by_n=False), rtol=1e-3)
@@ -60,24 +62,24 @@ def test_lrn_matches_the_papers_formula_with_alpha_over_n():
 
 def test_lrn_literal_paper_alpha_is_one_parameter_away():
     a = np.random.default_rng(1).uniform(0, 300, (1, 2, 2, 7)).astype("float32")
-    layer = model_lib.LocalResponseNormalization(alpha=1e-4)
+    layer = layers_lib.LocalResponseNormalization(alpha=1e-4)
     np.testing.assert_allclose(layer(a), _lrn_reference(a, divide_alpha_by_n=False), rtol=1e-5)
 
 
 def test_per_tower_lrn_is_lrn_of_each_half():
     a = np.random.default_rng(2).uniform(0, 300, (2, 3, 3, 16)).astype("float32")
-    per_tower = model_lib.LocalResponseNormalization(towers=2)(a).numpy()
+    per_tower = layers_lib.LocalResponseNormalization(towers=2)(a).numpy()
     halves = np.concatenate([_lrn_reference(a[..., :8]), _lrn_reference(a[..., 8:])], axis=-1)
     np.testing.assert_allclose(per_tower, halves, rtol=1e-5)
-    np.testing.assert_allclose(model_lib.LocalResponseNormalization(towers=1)(a),
+    np.testing.assert_allclose(layers_lib.LocalResponseNormalization(towers=1)(a),
                                _lrn_reference(a), rtol=1e-5)
 
 
 @pytest.mark.parametrize("channels", [96, 256])  # conv1's maps (48 a tower), conv2's (128)
 def test_cross_tower_lrn_differs_from_per_tower_only_at_the_boundary(channels):
     a = np.random.default_rng(3).uniform(0, 300, (1, 4, 4, channels)).astype("float32")
-    per_tower = model_lib.LocalResponseNormalization(towers=2)(a).numpy()
-    across = model_lib.LocalResponseNormalization(towers=1)(a).numpy()
+    per_tower = layers_lib.LocalResponseNormalization(towers=2)(a).numpy()
+    across = layers_lib.LocalResponseNormalization(towers=1)(a).numpy()
     differs = np.flatnonzero(np.any(~np.isclose(per_tower, across, rtol=1e-6), axis=(0, 1, 2)))
     half = channels // 2
     # depth_radius 2: the two channels on each side of the boundary see the other tower.
@@ -102,7 +104,7 @@ def test_lrn_is_per_tower_by_default_and_plain_with_one_tower():
     differs = np.flatnonzero(np.any(~np.isclose(per_tower, across, rtol=1e-6), axis=(0, 1, 2)))
     assert differs.tolist() == [4, 5, 6, 7]
     with pytest.raises(ValueError, match="do not split into 2 towers"):
-        model_lib.LocalResponseNormalization(towers=2)(np.ones((1, 2, 2, 5), "float32"))
+        layers_lib.LocalResponseNormalization(towers=2)(np.ones((1, 2, 2, 5), "float32"))
 
 
 def test_the_lrn_applies_conv1s_and_conv2s_relu():
@@ -118,7 +120,7 @@ def test_the_lrn_applies_conv1s_and_conv2s_relu():
         model.get_layer("lrn1").output])(x)
     assert np.mean(conv1.numpy() < 0) > 0.2  # pre-activation maps
     np.testing.assert_array_equal(relu1.numpy(), np.maximum(conv1.numpy(), 0))
-    plain = model_lib.LocalResponseNormalization(towers=2)  # relu=False: on relu1 as is
+    plain = layers_lib.LocalResponseNormalization(towers=2)  # relu=False: on relu1 as is
     np.testing.assert_allclose(lrn1.numpy(), plain(relu1, training=False).numpy(), rtol=1e-6)
     for kw in ({"activation": "tanh"}, {"lrn": False}):
         other = model_lib.build_alexnet(**TINY, **kw)
@@ -178,7 +180,7 @@ def test_seed_makes_initialization_reproducible():
 
 
 def test_two_towers_equal_a_grouped_convolution_on_the_same_weights():
-    layer = model_lib.TowerConv2D(8, 3, towers=2, activation=None,
+    layer = layers_lib.TowerConv2D(8, 3, towers=2, activation=None,
                                   kernel_initializer="glorot_uniform",
                                   bias_initializer="random_normal")
     x = np.random.default_rng(0).normal(size=(2, 7, 7, 6)).astype("float32")
@@ -251,8 +253,8 @@ def test_bad_arguments_are_refused_with_the_name(kwargs, match):
 
 
 def test_decayed_variables_are_the_kernels(alexnet):
-    decayed = model_lib.decayed_variables(alexnet)
-    biases = model_lib.bias_variables(alexnet)
+    decayed = steps_lib.decayed_variables(alexnet)  # PaperMomentum's
+    biases = [v for v in alexnet.trainable_variables if v.path.endswith("bias")]
     assert len(decayed) == 11 and len(biases) == 11  # conv1, conv3, 3x2 towers, 3 fc
     assert all(len(v.shape) > 1 for v in decayed) and all(len(v.shape) == 1 for v in biases)
     assert len(decayed) + len(biases) == len(alexnet.trainable_variables)
@@ -304,7 +306,7 @@ def test_tf_checkpoint_holds_every_weight_including_the_towers(tmp_path):
 
 
 def test_paper_dropout_zeroes_units_in_training_and_halves_them_at_test_time():
-    layer = model_lib.PaperDropout(0.5, seed=0)
+    layer = layers_lib.PaperDropout(0.5, seed=0)
     x = tf.ones((64, 512))
     trained = layer(x, training=True).numpy()
     # The paper's dropout: each unit kept as it is or zeroed; no 1 / (1 - rate) scaling.
@@ -316,8 +318,8 @@ def test_paper_dropout_zeroes_units_in_training_and_halves_them_at_test_time():
     assert set(np.unique(inverted)) == {0.0, 2.0}
 
 
-@pytest.mark.parametrize("scaling, layer_class", [("paper", model_lib.PaperDropout),
-                                                  ("inverted", model_lib.InvertedDropout)])
+@pytest.mark.parametrize("scaling, layer_class", [("paper", layers_lib.PaperDropout),
+                                                  ("inverted", layers_lib.InvertedDropout)])
 def test_dropout_scaling_picks_the_layer_and_the_test_time_output(scaling, layer_class):
     model = model_lib.build_alexnet(**TINY, seed=2, dropout_scaling=scaling)
     assert type(model.get_layer("drop6")) is layer_class
@@ -340,7 +342,7 @@ def test_init_bias_sets_the_papers_unit_biases_only():
 
 
 def test_inverted_dropout_is_keras_dropout_with_a_seed_per_replica():
-    layer = model_lib.InvertedDropout(0.5, seed=0)
+    layer = layers_lib.InvertedDropout(0.5, seed=0)
     assert isinstance(layer, keras.layers.Dropout)
     x = tf.ones((64, 512))
     trained = layer(x, training=True).numpy()
@@ -368,6 +370,6 @@ def test_seek_dropout_sets_the_masks_of_a_later_step():
     probe = keras.Model(model.inputs, model.get_layer("drop6").output)
     x = np.random.default_rng(0).normal(0, 50, (4, 67, 67, 3)).astype("float32")
     steps = [probe(x, training=True).numpy() for _ in range(3)]
-    model_lib.seek_dropout(model, 2)
+    layers_lib.seek_dropout(model, 2)
     np.testing.assert_array_equal(probe(x, training=True).numpy(), steps[2])
-    model_lib.seek_dropout(model_lib.build_alexnet(**TINY, dropout=0.0), 4)  # no dropout: no-op
+    layers_lib.seek_dropout(model_lib.build_alexnet(**TINY, dropout=0.0), 4)  # no dropout: no-op

@@ -33,6 +33,7 @@ else:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 import keras
 import numpy as np
+from keras_alexnet import layers as layers_lib
 from keras_alexnet import model as model_lib
 
 replicas = strategy.num_replicas_in_sync
@@ -69,7 +70,7 @@ model, probe = build()
 first = run(model, probe, 2)
 again_model, again_probe = build()
 again = run(again_model, again_probe, 2)
-model_lib.seek_dropout(again_model, 1)
+layers_lib.seek_dropout(again_model, 1)
 seeked = run(again_model, again_probe, 1)
 json.dump(dict(replicas=replicas, first=first, again=again, seeked=seeked), open(out, "w"))
 """

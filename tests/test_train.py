@@ -258,7 +258,7 @@ def test_weight_decay_is_the_papers_update_rule():
     x = rng.normal(size=(batch, 5)).astype(np.float32)
     y = rng.integers(0, 3, batch).astype(np.int32)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, bias_initializer="ones")])
-    assert [v.path for v in model_lib.decayed_variables(model)] == ["sequential/dense/kernel"]
+    assert [v.path for v in steps.decayed_variables(model)] == ["sequential/dense/kernel"]
     config = tiny_config("/unused")
     config.optimizer.update(learning_rate=lr, momentum=momentum, weight_decay=decay)
     optimizer = steps.make_optimizer(config, "float32")

@@ -59,6 +59,13 @@ def synthetic_batch(batch_size, image_size, num_classes):
     return images, labels
 
 
+def _paper_model(**overrides):
+    """config.model of the paper's config, with overrides."""
+    model = config_lib.get_config().model
+    model.update(overrides)
+    return model
+
+
 @contextlib.contextmanager
 def precision_policy(precision):
     """The Keras policy bin/train would set (distribute.set_precision), reset to float32 after."""
@@ -106,7 +113,7 @@ def infer_rate(batch_size=64, precision="float32", steps=5, warmup=2, image_size
                num_classes=1000):
     """Images/s of the forward pass in inference mode."""
     with precision_policy(precision):
-        model = model_lib.build_alexnet(num_classes, image_size)
+        model = model_lib.build_model(_paper_model(num_classes=num_classes, image_size=image_size))
         images = tf.constant(synthetic_batch(batch_size, image_size, num_classes)[0])
         forward = tf.function(lambda: model(images, training=False))
         return steps * batch_size / _timed(forward, steps, warmup)
@@ -122,7 +129,8 @@ def lrn_rate(batch_size=128, precision="float32", steps=5, warmup=2, image_size=
     with precision_policy(precision):
         # The paper's convolutions (the LRN layers' input shapes); fc layers of 16 units, as
         # nothing here runs them: no 58M weights to initialize for two weightless layers.
-        model = model_lib.build_alexnet(2, image_size, fc_units=16, fused_lrn=fused_lrn)
+        model = model_lib.build_model(_paper_model(num_classes=2, image_size=image_size, fc_units=16),
+                                      fused_lrn=fused_lrn)
         layers = [model.get_layer("lrn1"), model.get_layer("lrn2")]
         rng = np.random.default_rng(0)
         inputs = [tf.cast(np.maximum(rng.normal(0, 30, (batch_size, *layer.input.shape[1:])), 0),

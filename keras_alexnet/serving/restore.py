@@ -37,11 +37,11 @@ class RestoredRun:
 
 
 def build_model(model_kwargs):
-    """build_alexnet(**config.model) in float32, whatever policy the run trained under."""
+    """model.build_model(config.model) in float32, whatever policy the run trained under."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        return model_lib.build_alexnet(**model_kwargs)
+        return model_lib.build_model(model_kwargs)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 

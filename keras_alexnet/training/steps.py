@@ -38,6 +38,17 @@ def _plain_update(variable, gradient, learning_rate, weight_decay):
                                 value=w - learning_rate * (gradient + weight_decay * w))
 
 
+def is_decayed(variable):
+    """True for the weights the paper's weight decay applies to: every kernel, no bias
+    (cuda-convnet decayed weights only)."""
+    return variable.path.endswith("kernel")
+
+
+def decayed_variables(model):
+    """The weights the paper's weight decay applies to: every kernel, no bias."""
+    return [v for v in model.trainable_variables if is_decayed(v)]
+
+
 def _handle(variable):
     """The resource handle of a Keras or TensorFlow variable; inside a distribution
     strategy's update() that of the replica's own copy."""
@@ -50,7 +61,7 @@ class PaperMomentum(keras.optimizers.SGD):
     """Momentum SGD with the paper's weight decay inside the momentum.
 
     v <- momentum v - lr (grad + weight_decay w); w <- w + v, with weight_decay on the kernels
-    only (model.is_decayed). The same update as keras.optimizers.SGD on the gradient of the
+    only (is_decayed). The same update as keras.optimizers.SGD on the gradient of the
     loss plus an L2 term (tests/test_train.py checks it against the paper's formula), as one
     XLA kernel per variable: one pass over the weights instead of the six of SGD's update
     and the L2 term's gradient (fc6 alone has 38M weights). Same variables and checkpoints
@@ -69,7 +80,7 @@ class PaperMomentum(keras.optimizers.SGD):
         if self.built:
             return
         super().build(variables)
-        self._decayed_keys = {self._var_key(v) for v in variables if model_lib.is_decayed(v)}
+        self._decayed_keys = {self._var_key(v) for v in variables if is_decayed(v)}
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
@@ -90,8 +101,9 @@ class PaperMomentum(keras.optimizers.SGD):
 
 
 def build_model(config):
-    """The network a config trains: build_alexnet(**config.model), LRN as config.fused_lrn says."""
-    return model_lib.build_alexnet(**config.model, fused_lrn=config.fused_lrn)
+    """The network a config trains: model.build_model(config.model), LRN as config.fused_lrn
+    says. The caller sets the precision policy."""
+    return model_lib.build_model(config.model, fused_lrn=config.fused_lrn)
 
 
 def paper_momentum(optimizer):
@@ -153,7 +165,7 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
     if paper is not None and paper.paper_weight_decay != weight_decay:
         raise ValueError(f"make_train_step: weight_decay={weight_decay} but the optimizer "
                          f"applies {paper.paper_weight_decay}")
-    decayed = model_lib.decayed_variables(model) if paper is None else []
+    decayed = decayed_variables(model) if paper is None else []
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     replicas = strategy.num_replicas_in_sync
     # PaperMomentum takes bfloat16 gradients as they are (_uncast); not across replicas,

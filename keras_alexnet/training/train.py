@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from keras_alexnet import config as config_lib
-from keras_alexnet import model as model_lib
+from keras_alexnet import layers as layers_lib
 from keras_alexnet import progress
 from keras_alexnet.config import ConfigError
 from keras_alexnet.data import layout
@@ -229,7 +229,7 @@ def _train(config, workdir, strategy, chief, scratch):
     # checkpoints are all gone is refused rather than restarted from step 0 over its files.
     latest = workdir_lib.restore_latest(ckpt, workdir, write=chief)
     if latest:
-        model_lib.seek_dropout(model, int(step))  # the masks an uninterrupted run would draw
+        layers_lib.seek_dropout(model, int(step))  # the masks an uninterrupted run would draw
         print(f"resumed from {latest} at step {int(step)}, epoch {int(epoch)}", flush=True)
     manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(ckpt_dir, chief, scratch),
                                          max_to_keep=config.checkpoint.max_to_keep)

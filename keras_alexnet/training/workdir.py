@@ -63,6 +63,8 @@ LEGACY_MODEL_DEFAULTS = {
     "dropout_scaling": "inverted",  # keras.layers.Dropout, until the paper's became the default
     "init_bias": 1.0,
     "lrn_per_tower": False,  # LRN across the tower boundary, until per-tower became the default
+    "name": "paper",  # model.build_alexnet, the only network before config.model.name
+    "lrn_bias": 2.0,  # the paper's k, before it became a field
 }
 
 
