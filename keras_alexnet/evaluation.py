@@ -3,7 +3,7 @@
 The project promises that the validation error printed during training, the one
 bin/evaluate prints and the export's predictions agree; each operation has one
 implementation here so that they cannot drift apart. (The crops themselves,
-central_crop and ten_crops, are data/preprocessing.py's, imported by the export's graph.)
+crop_centre and ten_crops, are data/preprocessing.py's, imported by the export's graph.)
 """
 import tensorflow as tf
 

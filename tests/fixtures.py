@@ -205,7 +205,7 @@ def reference_inputs(data_dir, images, image_size=67):
     with np.load(os.path.join(data_dir, "stats.npz")) as stats:
         mean = stats["mean_image"].astype(np.float32)
     top = (RESIZE - image_size) // 2
-    centre = [prep.central_patch(b, RESIZE, image_size).numpy()
+    centre = [prep.stored_centre_patch(b, RESIZE, image_size).numpy()
               - mean[top:top + image_size, top:top + image_size] for b in images]
     squares = [prep.scale_and_center(b, RESIZE).numpy() - mean for b in images]
     return np.stack(centre), squares

@@ -73,7 +73,7 @@ def decode_canvas(image_bytes, image_size=227, paper_size=PAPER_SIZE):
 
     def resized():
         image = _decode(image_bytes)
-        return central_crop(resize_shorter_side_pillow_bicubic(image, side), side)
+        return crop_centre(resize_shorter_side_pillow_bicubic(image, side), side)
 
     return tf.cond(direct, lambda: tf.cast(_decode(image_bytes), tf.float32), resized)
 
@@ -126,8 +126,9 @@ def resize_shorter_side_pillow_bicubic(image, size, method=RESIZE_METHOD):
                    resize)
 
 
-def central_crop(image, size):
-    """The central size x size window of [H, W, C] (offsets rounded down, as make_tfrecords crops).
+def crop_centre(image, size):
+    """The central size x size window of a decoded image [H, W, C] (offsets rounded down, as
+    make_tfrecords crops).
 
     The one central crop: the input pipeline's and the export's graph's.
     """
@@ -270,8 +271,9 @@ def preprocess_for_train(image_bytes, stats=None, *, seed=None, image_size=227, 
     return _normalize(image, stats, normalization)
 
 
-def center_crop(image_bytes, image_size=227, mean_image=None, paper_size=PAPER_SIZE):
-    """(centre patch [S, S, 3], its mean-image patch or zeros)."""
+def decode_centre_patch(image_bytes, image_size=227, mean_image=None, paper_size=PAPER_SIZE):
+    """(the centre patch [S, S, 3] decoded from a stored record's bytes, only that window; its
+    mean-image patch, or zeros). crop_centre crops an image already decoded."""
     side, _ = _canvas(image_bytes, image_size, paper_size)
     top = (side - image_size) // 2
     patch = decode_window(image_bytes, top, top, image_size, paper_size)
@@ -308,5 +310,5 @@ def preprocess_for_eval(image_bytes, stats=None, *, image_size=227, normalizatio
             side = tf.shape(canvas)[0]
             canvas -= mean_window(mean_image, side, 0, 0, side, side)
         return _normalize(ten_crops(canvas, image_size), stats, normalization)
-    patch, mean = center_crop(image_bytes, image_size, mean_image if use_mean else None, paper_size)
+    patch, mean = decode_centre_patch(image_bytes, image_size, mean_image if use_mean else None, paper_size)
     return _normalize(patch - mean, stats, normalization)

@@ -37,7 +37,7 @@ from absl import logging
 
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
-from keras_alexnet.data.preprocessing import central_crop, ten_crops
+from keras_alexnet.data.preprocessing import crop_centre, ten_crops
 from keras_alexnet.serving import model_card
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
@@ -90,8 +90,8 @@ class ServingModule(tf.Module):
 
     def preprocess(self, image_bytes):
         """float32 [S, S, 3]: one encoded image through the paper's evaluation preprocessing."""
-        patch = prep.central_patch(image_bytes, self.resize, self.image_size, self.jpeg_quality)
-        return (patch - central_crop(self.mean_image, self.image_size)) / self.std
+        patch = prep.stored_centre_patch(image_bytes, self.resize, self.image_size, self.jpeg_quality)
+        return (patch - crop_centre(self.mean_image, self.image_size)) / self.std
 
     def preprocess_ten_crops(self, image_bytes):
         """float32 [10, S, S, 3]: the paper's four corner and centre patches and their mirrors."""

@@ -22,16 +22,13 @@ Remaining differences are named in `scale_and_center`.
 """
 import tensorflow as tf
 
-from keras_alexnet.data import preprocessing
-# The input pipeline's crop and resize: one implementation of each for every path.
+# The input pipeline's crop, resize and JPEG decoding (DCT_METHOD, the accurate IDCT, as
+# the writer's Pillow decodes): one implementation of each for every path.
 from keras_alexnet.data.preprocessing import (  # noqa: F401  (scaled_size: part of this API)
-    RESIZE_METHOD, central_crop, resize_shorter_side_pillow_bicubic, scaled_size)
+    DCT_METHOD, RESIZE_METHOD, crop_centre, resize_shorter_side_pillow_bicubic, scaled_size)
 
 # make_tfrecords' JPEG quality.
 WRITER_JPEG_QUALITY = 90
-_DCT_METHOD = "INTEGER_ACCURATE"  # = Pillow's JDCT_ISLOW; tf.io.decode_jpeg defaults to IFAST
-# How the input pipeline decodes stored JPEGs: the network saw those pixels.
-READER_DCT_METHOD = preprocessing.DCT_METHOD
 
 
 def _jpeg_draft_scale(image_bytes, size):
@@ -47,7 +44,7 @@ def _jpeg_draft_scale(image_bytes, size):
 def _decode_jpeg(image_bytes, size):
     """JPEG as the writer's Pillow decodes it: DCT scaling toward `size`, accurate IDCT."""
     branches = [lambda ratio=2 ** i: tf.io.decode_jpeg(image_bytes, channels=3, ratio=ratio,
-                                                        dct_method=_DCT_METHOD)
+                                                        dct_method=DCT_METHOD)
                 for i in range(4)]
     if size is None:
         return branches[0]()
@@ -99,7 +96,7 @@ def _rewrite(image_bytes, size, draft=True):
     the writer its statistics' view of them).
     """
     image = decode_rgb(image_bytes, size if draft else None)
-    return central_crop(resize_shorter_side_pillow_bicubic(image, size), size)
+    return crop_centre(resize_shorter_side_pillow_bicubic(image, size), size)
 
 
 def to_record(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
@@ -133,8 +130,10 @@ def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
     return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality)), [size, size, 3])
 
 
-def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALITY):
-    """float32 [S, S, 3]: the centre patch, decoded from the record as the pipeline decodes it.
+def stored_centre_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALITY):
+    """float32 [S, S, 3]: any image's centre patch as training saw it: the image written as
+    make_tfrecords stores it (resized to `size`, re-encoded at jpeg_quality), then its centre
+    window decoded as the pipeline decodes it (data.preprocessing.decode_centre_patch).
 
     The pipeline decodes only the window (tf.image.decode_and_crop_jpeg), which
     differs from decode-then-crop by a level or two along some window edges.
@@ -144,7 +143,7 @@ def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALIT
 
     def window_of(record):
         patch = tf.image.decode_and_crop_jpeg(record, window, channels=3,
-                                              dct_method=READER_DCT_METHOD)
+                                              dct_method=DCT_METHOD)
         return tf.ensure_shape(tf.cast(patch, tf.float32), [image_size, image_size, 3])
 
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
@@ -152,11 +151,11 @@ def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALIT
         # A record of the stored size: its window, as the pipeline decodes it. Any other
         # image is decoded in full and resized, by the pipeline too.
         return tf.cond(_is_stored(image_bytes, size), lambda: window_of(image_bytes),
-                       lambda: central_crop(_rewrite(image_bytes, size, draft=False), image_size))
+                       lambda: crop_centre(_rewrite(image_bytes, size, draft=False), image_size))
     return window_of(to_record(image_bytes, size, jpeg_quality))
 
 
 def _read(record):
-    return tf.cast(tf.io.decode_jpeg(record, channels=3, dct_method=READER_DCT_METHOD),
+    return tf.cast(tf.io.decode_jpeg(record, channels=3, dct_method=DCT_METHOD),
                    tf.float32)
 

@@ -155,6 +155,6 @@ def read_centre_patches(data_dir, split, indices, *, image_size, label_offset=0)
     patches = {}
     for i, record in found.take(len(wanted)):
         image_bytes, label = input_pipeline.parse_example(record, label_offset)
-        patch, _ = preprocessing.center_crop(image_bytes, image_size, None, paper_size)
+        patch, _ = preprocessing.decode_centre_patch(image_bytes, image_size, None, paper_size)
         patches[int(i)] = (np.clip(np.round(patch.numpy()), 0, 255).astype(np.uint8), int(label))
     return patches
