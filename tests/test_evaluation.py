@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from keras_alexnet import evaluation
-from keras_alexnet import model as model_lib
 from keras_alexnet.serving import evaluate
 from keras_alexnet.training import steps
+from fixtures import tiny_model
 
 NUM_CLASSES = 10  # more than 5: top-5 is not trivially every class
 
@@ -42,8 +42,7 @@ def test_all_equal_scores_are_all_errors_in_bin_evaluate():
 
 def _dead_model():
     """A tiny AlexNet whose fc8 is all zeros: every class gets the same logit."""
-    model = model_lib.build_alexnet(num_classes=NUM_CLASSES, image_size=67, width=0.125,
-                                    fc_units=16, init="glorot", seed=0)
+    model = tiny_model(num_classes=NUM_CLASSES, fc_units=16, init="glorot", seed=0)
     fc8 = model.get_layer("fc8")
     fc8.kernel.assign(tf.zeros_like(fc8.kernel))
     fc8.bias.assign(tf.zeros_like(fc8.bias))
@@ -59,13 +58,12 @@ def test_all_equal_logits_are_all_errors_in_the_train_time_eval_step(ten_crop):
     images = rng.normal(0, 50, shape).astype(np.float32)
     labels = (np.arange(7) % NUM_CLASSES).astype(np.int32)
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
-    step = steps.make_eval_step(model, strategy, num_classes=NUM_CLASSES, ten_crop=ten_crop)
+    step = steps.make_eval_step(model, strategy, num_classes=NUM_CLASSES)
     assert steps.evaluate(step, dataset) == (1.0, 1.0, 7)
 
 
 def test_ten_crop_probabilities_average_the_crops_softmax():
-    model = model_lib.build_alexnet(num_classes=4, image_size=67, width=0.125, fc_units=16,
-                                    init="glorot", seed=1)
+    model = tiny_model(num_classes=4, fc_units=16, init="glorot", seed=1)
     crops = np.random.default_rng(1).normal(0, 50, (2, 10, 67, 67, 3)).astype(np.float32)
     got = evaluation.class_probabilities(lambda x: model(x, training=False), tf.constant(crops))
     each = tf.nn.softmax(model(crops.reshape(-1, 67, 67, 3), training=False)).numpy()

@@ -12,7 +12,7 @@ from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
 from keras_alexnet.benchmarks import model as bench_model
 from keras_alexnet.training import steps
-from keras_alexnet.training import train
+from keras_alexnet.training import loop, train
 from fixtures import demo_data_dir, read_events, tiny_config
 
 STEPS_PER_EPOCH = 6  # 48 training images, batch 8
@@ -143,9 +143,9 @@ def test_checkpoint_restores_into_a_fresh_model(finished_run):
         model_kwargs = json.load(f)["model"]
     for folder in ("checkpoints", "best"):
         path = tf.train.latest_checkpoint(os.path.join(workdir, folder))
-        alone = model_lib.build_alexnet(**dict(model_kwargs, seed=123))
+        alone = model_lib.build_model(dict(model_kwargs, seed=123))
         tf.train.Checkpoint(model=alone).restore(path).expect_partial().assert_existing_objects_matched()
-        full = model_lib.build_alexnet(**model_kwargs)
+        full = model_lib.build_model(model_kwargs)
         optimizer = keras.optimizers.SGD(momentum=0.9)
         optimizer.build(full.trainable_variables)
         tf.train.Checkpoint(model=full, optimizer=optimizer).restore(path).expect_partial()
@@ -178,10 +178,10 @@ def test_final_evaluation_shows_progress_with_rate_and_eta(data_dir, tmp_path, c
     from keras_alexnet.training import reporting
     config = tiny_config(data_dir, {"progress": "lines"})
     strategy = tf.distribute.get_strategy()
-    _, eval_ds = train._make_datasets(config, strategy, train.check_data(config), train_seed=0)
-    model = model_lib.build_alexnet(**config.model)
-    results = train._final_evaluation(config, model, strategy, eval_ds,
-                                      reporting.Reporter(str(tmp_path)), 0, str(tmp_path))
+    state = loop.build(config, strategy, "float32")
+    run = train.prepare_run(state, config, strategy, train.check_data(config), str(tmp_path),
+                            reporting.Reporter(str(tmp_path)))
+    results = train.final_evaluation(state, config, run)
     assert results["validation"]["num_images"] == 18
     lines = capsys.readouterr().err.splitlines()
     # Centre: batches of eval.batch_size 8; ten crops: 8 // 10 -> one image a step.
@@ -215,7 +215,7 @@ def test_mixed_precision_trains(data_dir, tmp_path, precision):
     assert losses and all(np.isfinite(losses))
     # Variables stay float32 under mixed precision; the checkpoint loads into a float32 model.
     keras.mixed_precision.set_global_policy("float32")
-    model = model_lib.build_alexnet(**config.model)
+    model = model_lib.build_model(config.model)
     path = tf.train.latest_checkpoint(str(tmp_path / "work" / "checkpoints"))
     tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
 
@@ -246,7 +246,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_
     assert [e["step"] for e in read_events(workdir, "diverged")] == [6]
     latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
     assert latest.endswith("ckpt-4")  # the last good one; nothing saved after the NaN
-    model = model_lib.build_alexnet(**tiny_config(data_dir).model)
+    model = model_lib.build_model(tiny_config(data_dir).model)
     tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
@@ -281,6 +281,22 @@ def test_weight_decay_is_the_papers_update_rule():
         step(iterator, tf.constant(0.0))
     np.testing.assert_allclose(model.trainable_variables[0].numpy(), w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.trainable_variables[1].numpy(), b, rtol=1e-5, atol=1e-6)
+
+
+def test_training_accuracy_counts_a_tie_as_a_miss_as_validation_does():
+    """A dead network (every logit equal) has no correct prediction in training either."""
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(
+        3, kernel_initializer="zeros", bias_initializer="zeros")])
+    config = tiny_config("/unused")
+    config.optimizer.update(learning_rate=1e-9, weight_decay=0.0)
+    optimizer = steps.make_optimizer(config, "float32")
+    optimizer.build(model.trainable_variables)
+    step = steps.make_train_step(model, optimizer, tf.distribute.get_strategy(),
+                                 global_batch_size=4, weight_decay=0.0)
+    labels = np.zeros(4, np.int32)  # argmax of equal logits is class 0: a "hit" by argmax
+    iterator = iter(tf.data.Dataset.from_tensors((np.ones((4, 5), np.float32), labels)).repeat())
+    _, correct, _ = step(iterator, tf.constant(0.0))
+    assert float(correct) == 0.0
 
 
 class GradientDtypes(steps.PaperMomentum):

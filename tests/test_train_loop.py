@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_alexnet import model as model_lib
 from keras_alexnet.benchmarks import trainer
-from keras_alexnet.training import steps, train
+from keras_alexnet.training import loop, steps, train
 from fixtures import demo_data_dir, read_events, tiny_config
 
 STEPS_PER_EPOCH = 6  # 48 training images, batch 8
@@ -22,7 +22,7 @@ def _step_and_model(*, jit_compile=False, dropout=0.5):
     """A tiny seeded AlexNet (dropout on), its optimizer and the train step, on fixed batches."""
     config = tiny_config("/unused", {"model.dropout": dropout})
     strategy = tf.distribute.get_strategy()
-    model = model_lib.build_alexnet(**config.model)
+    model = model_lib.build_model(config.model)
     optimizer = steps.make_optimizer(config, "float32")
     optimizer.build(model.trainable_variables)
     step = steps.make_train_step(model, optimizer, strategy, global_batch_size=8,
@@ -79,13 +79,13 @@ def _counting(real, calls, reads, monkeypatch):
             return result
         return wrapped
 
-    real_sum = train._device_sum
+    real_sum = loop._device_sum
 
     def counted_sum(values):
         assert all(id(v) in made for v in values)
         reads.append(len(values))
         return real_sum(values)
-    monkeypatch.setattr(train, "_device_sum", counted_sum)
+    monkeypatch.setattr(loop, "_device_sum", counted_sum)
     return make
 
 
@@ -116,7 +116,7 @@ def test_steps_per_loop_trains_the_same_run(data_dir, tmp_path):
         workdir = str(tmp_path / f"work-{k}")
         results[k] = train.train_and_evaluate(tiny_config(data_dir, {"steps_per_loop": k}), workdir)
         ckpt = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-        model = model_lib.build_alexnet(**tiny_config(data_dir).model)
+        model = model_lib.build_model(tiny_config(data_dir).model)
         tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
         results[k]["weights"] = model.get_weights()
     for a, b in zip(results[1]["weights"], results[4]["weights"]):

@@ -151,7 +151,8 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
     training steps in one call, a loop inside the graph (config.steps_per_loop amortizes
     the host's dispatch), and returns (sum of the steps' losses, sum of correct
     predictions, sum of stop flags) as tensors: nothing is read back to the host until the
-    caller converts them. The loss is averaged over the global batch (gradients are summed
+    caller converts them. A prediction is correct by evaluation.top_k_hits (a tie with the
+    label is a miss), as in validation. The loss is averaged over the global batch (gradients are summed
     across replicas), and the L2 term is split across replicas so that it counts once.
     The stop flag (SIGTERM on any worker) is summed across workers so that all of them
     stop at the same step. jit_compile: XLA for the per-replica step (forward, gradient,
@@ -187,8 +188,9 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
         if uncast:
             grads = [_uncast(g) for g in grads]
         optimizer.apply(grads, model.trainable_variables)
-        correct = tf.reduce_sum(tf.cast(
-            tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
+        # evaluation's rule, as in validation: a tie with the label is a miss (a dead network
+        # scores 0, not 1 / classes).
+        correct = tf.reduce_sum(tf.cast(evaluation.top_k_hits(logits, labels, 1), tf.float32))
         return loss, correct, tf.identity(stop)
 
     if jit_compile:
@@ -214,16 +216,17 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
     return train_step
 
 
-def make_eval_step(model, strategy, *, num_classes, ten_crop):
+def make_eval_step(model, strategy, *, num_classes):
     """A tf.function on (one distributed batch, stop flag); returns global (top-1 hits, top-5 hits,
     count, stop flags).
 
-    Ten-crop batches are [B, 10, S, S, 3]. Probabilities and hits are
+    Centre-crop batches are [B, S, S, 3], ten-crop ones [B, 10, S, S, 3]: the batch's rank
+    says which. Give each kind a step of its own (reduce_retracing would relax a second
+    rank to an unknown one). Probabilities and hits are
     evaluation.py's, as in bin/evaluate and the export. A replica may get an
     empty final batch.
     """
     k = min(5, num_classes)
-    del ten_crop  # the batch's rank says it
 
     def hits(images, labels):
         probs = evaluation.class_probabilities(lambda x: model(x, training=False), images)

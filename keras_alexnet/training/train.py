@@ -1,9 +1,9 @@
 """train_and_evaluate(config, workdir): the paper's training, on any tf.distribute strategy.
 
 One custom loop for every strategy (Keras 3's model.fit breaks under
-MultiWorkerMirroredStrategy, keras-team/keras#20585). The workdir's layout is
-workdir.py's; the data and the config are checked before any model is built or
-anything is written, each failure naming the config field or file at fault.
+MultiWorkerMirroredStrategy, keras-team/keras#20585), its stages in loop.py. The
+workdir's layout is workdir.py's; the data and the config are checked before any model
+is built or anything is written, each failure naming the config field or file at fault.
 
 Checkpoints hold model, optimizer (momentum slots), step, epoch, the plateau
 schedule and the best error. Re-running the same command resumes (from the newest
@@ -18,23 +18,17 @@ import glob
 import os
 import signal
 import sys
-import time
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from keras_alexnet import config as config_lib
-from keras_alexnet import layers as layers_lib
 from keras_alexnet import progress
 from keras_alexnet.config import ConfigError
 from keras_alexnet.data import layout
-from keras_alexnet.training import distribute, reporting, steps, workdir as workdir_lib
-from keras_alexnet.training.schedule import PlateauSchedule
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+from keras_alexnet.training import distribute, loop, reporting, steps, workdir as workdir_lib
+# Raised by the loop; cli/train.py and study/runner.py catch it as train.NonFiniteLossError.
+from keras_alexnet.training.loop import NonFiniteLossError  # noqa: F401
 
 
 def _make_datasets(config, strategy, stats, *, train_seed):
@@ -106,10 +100,6 @@ def _check_batch(config, strategy):
         if value % replicas:
             raise ConfigError(f"config.{field}={value} does not divide over {replicas} replicas "
                              "(global batch = per-replica batch x replicas)")
-
-
-def _all_finite(variables):
-    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
 
 
 def _resolve_data(config, workdir):
@@ -189,6 +179,31 @@ def _stop_unless_all_agree(strategy, failure):
 
 
 def _train(config, workdir, strategy, chief, scratch):
+    """The orchestrator: checks, then loop.py's stages in order (its docstring shows them)."""
+    config, stats, precision = _prepare(config, workdir, strategy, chief)
+    reporter = reporting.Reporter(distribute.write_dir(workdir, chief, scratch))
+    state = loop.build(config, strategy, precision)
+    loop.initialize(state, config, workdir, chief=chief, scratch=scratch)
+    run = prepare_run(state, config, strategy, stats, workdir, reporter)
+    try:
+        with run.stopper:
+            while int(state.epoch) < config.num_epochs:
+                status = loop.train_epoch(state, config, run)
+                if status == "done":
+                    status = loop.end_of_epoch(state, config, run)
+                if status != "done":
+                    return {"status": "preempted" if status == "stopped" else status,
+                            "step": int(state.step), "epoch": int(state.epoch)}
+            return final_evaluation(state, config, run)
+    except tf.errors.DataLossError as e:  # a damaged shard, in training or evaluation
+        raise _explain_data_loss(e, config) from None
+
+
+def _prepare(config, workdir, strategy, chief):
+    """Checks the config and the data, writes config.json, sets the precision policy.
+
+    Returns (the config with its data folder resolved, the data's statistics, the policy).
+    """
     stored = workdir_lib.config_to_store(config)  # absolute data_dir; the demo's stays empty
     config = _resolve_data(stored, workdir)
     _check_batch(config, strategy)
@@ -209,186 +224,26 @@ def _train(config, workdir, strategy, chief, scratch):
     if chief:
         print(f"precision: {precision}" + (" (config.precision='auto')" if config.precision == "auto"
                                            else ""), flush=True)
-    reporter = reporting.Reporter(distribute.write_dir(workdir, chief, scratch))
-    steps_per_epoch = num_train_examples(config, stats) // config.batch_size
-    if steps_per_epoch < 1:
+    if num_train_examples(config, stats) // config.batch_size < 1:
         raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training set")
+    return config, stats, precision
 
-    with strategy.scope():
-        model = steps.build_model(config)
-        optimizer = steps.make_optimizer(config, precision)
-        optimizer.build(model.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    best_error = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_error")
-    schedule = PlateauSchedule(config.optimizer.learning_rate, **config.schedule)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, epoch=epoch,
-                               schedule=schedule, best_error=best_error)
-    ckpt_dir = workdir_lib.checkpoints_dir(workdir)
-    # The newest readable checkpoint (an unreadable latest is skipped, saying so); a run whose
-    # checkpoints are all gone is refused rather than restarted from step 0 over its files.
-    latest = workdir_lib.restore_latest(ckpt, workdir, write=chief)
-    if latest:
-        layers_lib.seek_dropout(model, int(step))  # the masks an uninterrupted run would draw
-        print(f"resumed from {latest} at step {int(step)}, epoch {int(epoch)}", flush=True)
-    manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(ckpt_dir, chief, scratch),
-                                         max_to_keep=config.checkpoint.max_to_keep)
-    best_manager = tf.train.CheckpointManager(
-        ckpt, distribute.write_dir(workdir_lib.best_dir(workdir), chief, scratch), max_to_keep=1)
-    optimizer.learning_rate.assign(float(schedule.learning_rate))
 
+def prepare_run(state, config, strategy, stats, workdir, reporter, stopper=None):
+    """The loop.Run of state from its current step: its data, its compiled steps, `reporter`
+    and `stopper` (a _Stopper, not yet entered, by default)."""
     # A resumed run reshuffles from a seed that depends on where it resumes,
     # so it does not replay the batches it already trained on.
-    train_ds, eval_ds = _make_datasets(config, strategy, stats, train_seed=config.seed + int(step))
-    train_iter = iter(train_ds)
-    train_step = steps.make_train_step(model, optimizer, strategy, global_batch_size=config.batch_size,
+    train_ds, eval_ds = _make_datasets(config, strategy, stats,
+                                       train_seed=config.seed + int(state.step))
+    train_step = steps.make_train_step(state.model, state.optimizer, strategy,
+                                       global_batch_size=config.batch_size,
                                        weight_decay=config.optimizer.weight_decay,
                                        jit_compile=config.jit_compile)
-    eval_centre = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes,
-                                       ten_crop=False)
-    # A signal is seen by this process alone: with one worker the loop stops right after the
-    # call it arrived in; workers of a cluster agree through the steps' all-reduced flag (read
-    # with the loss, every log_every_steps) or, at an epoch's end, a flag all-reduced before
-    # the validation pass.
-    alone = not distribute.is_multi_worker(strategy)
-
-    def save(mgr=manager):
-        if not _all_finite(model.trainable_variables):
-            reporter.event("diverged", int(step), epoch=int(epoch), loss=float("nan"))
-            raise NonFiniteLossError(f"non-finite weights at step {int(step)}; not saving, the last "
-                                     f"good checkpoint is {manager.latest_checkpoint}")
-        # A second save at one step (the epoch's end after a periodic save) replaces the first:
-        # its files go first, so a kill during the save leaves a missing latest checkpoint,
-        # which a resumed run skips, never one file of each save (a checksum error).
-        workdir_lib.remove_checkpoint(os.path.join(mgr.directory, f"ckpt-{int(step)}"))
-        path = mgr.save(checkpoint_number=int(step))
-        reporter.event("checkpoint", int(step), epoch=int(epoch), path=path)
-
-    def stop(stopper, where):
-        save()
-        reporter.event("preempted", int(step), epoch=int(epoch), where=where)
-        reporter.flush()
-        print(f"stopped by {stopper.requested or 'a signal on another worker'} at step "
-              f"{int(step)} ({where}); checkpoint saved in {ckpt_dir}: run the same command to "
-              "resume", file=sys.stderr, flush=True)
-        return {"status": "preempted", "step": int(step), "epoch": int(epoch)}
-
-    def data_error(error):
-        return _explain_data_loss(error, config)
-
-    with _Stopper() as stopper:
-        while int(epoch) < config.num_epochs:
-            ep = int(epoch)
-            bar = progress.ProgressBar(steps_per_epoch, title=f"epoch {ep + 1}/{config.num_epochs}",
-                                       items_per_update=config.batch_size, mode=config.progress,
-                                       every_steps=config.log_every_steps, skip_first=True)
-            window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
-            shown, pending, first, at = {}, [], int(step) + 1, int(step)
-            epoch_end = (ep + 1) * steps_per_epoch
-            if config.max_steps:
-                epoch_end = min(epoch_end, config.max_steps)
-            while at < epoch_end:
-                count, read_at = _next_call(at, epoch_end, config)
-                try:
-                    pending.append(train_step(train_iter, tf.constant(float(bool(stopper.requested))),
-                                              tf.constant(count, tf.int32)))
-                except tf.errors.DataLossError as e:
-                    raise data_error(e) from None
-                at += count
-                step.assign(at)
-                in_epoch = at - ep * steps_per_epoch
-                stop_all = 0.0
-                if at == read_at:
-                    # The host reads the device's sums here only (a log line, a checkpoint,
-                    # the epoch's end), not after every step: a GPU runs ahead meanwhile.
-                    loss, correct, stop_all = (float(_device_sum([p[i] for p in pending]))
-                                               for i in range(3))
-                    pending = []
-                    if not np.isfinite(loss):
-                        where = f"step {at}" if first == at else f"steps {first}-{at}"
-                        reporter.event("diverged", at, epoch=ep, loss=loss)
-                        raise NonFiniteLossError(
-                            f"non-finite training loss ({loss}) in {where}: lower "
-                            f"config.optimizer.learning_rate or check the data; the last good "
-                            f"checkpoint ({manager.latest_checkpoint or 'none'}) is left intact "
-                            f"in {ckpt_dir}")
-                    window["loss"] += loss
-                    window["correct"] += correct
-                    window["steps"] += at + 1 - first
-                    first = at + 1
-                    shown = dict(loss=window["loss"] / window["steps"],
-                                 acc=window["correct"] / (window["steps"] * config.batch_size))
-                    if at % config.log_every_steps == 0 or in_epoch == steps_per_epoch:
-                        elapsed = time.time() - window["start"]
-                        reporter.event(
-                            "train", at, epoch=ep + in_epoch / steps_per_epoch, loss=shown["loss"],
-                            top1_error=1 - shown["acc"], learning_rate=float(schedule.learning_rate),
-                            images_per_sec=window["steps"] * config.batch_size / max(elapsed, 1e-9))
-                        window = dict(loss=0.0, correct=0.0, steps=0, start=time.time())
-                bar.update(in_epoch, **shown)
-                if stop_all > 0 or (alone and stopper.requested):
-                    return stop(stopper, "training")
-                if at % config.checkpoint.every_steps == 0:
-                    save()
-
-            if config.max_steps and at >= config.max_steps:
-                save()
-                reporter.flush()
-                print(f"stopped at config.max_steps={config.max_steps} (epoch {ep + 1}, its "
-                      f"validation not run); checkpoint saved in {ckpt_dir}", flush=True)
-                return {"status": "max_steps", "step": at, "epoch": ep}
-            # A signal in the epoch's last step: save now, without the validation pass (a
-            # resumed run does it first).
-            if distribute.any_worker(strategy, bool(stopper.requested)):
-                return stop(stopper, "before validation")
-            try:
-                result = steps.evaluate(eval_centre, eval_ds(config.input.eval_split, False)(),
-                                        stop=lambda: bool(stopper.requested))
-            except tf.errors.DataLossError as e:
-                raise data_error(e) from None
-            if result is None:  # a signal during the validation pass: it is redone on resume
-                return stop(stopper, "during validation")
-            top1, top5, n = result
-            reduced = schedule.update(top1)
-            reporter.event("eval", int(step), epoch=ep + 1, top1_error=top1, top5_error=top5,
-                           num_images=n, learning_rate=float(schedule.learning_rate))
-            reporter.kernels(int(step), model.get_layer("conv1").kernel.numpy())
-            logging.info("epoch %d: validation top-1 error %.4f, top-5 error %.4f (%d images)",
-                         ep + 1, top1, top5, n)
-            print(f"epoch {ep + 1}: validation top-1 error {top1:.2%}, top-5 error {top5:.2%}",
-                  flush=True)
-            if reduced:
-                optimizer.learning_rate.assign(float(schedule.learning_rate))
-                reporter.event("lr_reduced", int(step), epoch=ep + 1, **schedule.state())
-            epoch.assign_add(1)
-            if top1 < float(best_error):
-                best_error.assign(top1)
-                save(best_manager)
-            save()  # also when a periodic save just ran: epoch and schedule changed since
-            reporter.flush()
-
-        try:
-            return _final_evaluation(config, model, strategy, eval_ds, reporter, int(step),
-                                     workdir, stop=lambda: bool(stopper.requested))
-        except tf.errors.DataLossError as e:
-            raise data_error(e) from None
-
-
-def _device_sum(values):
-    """The sum of a window's per-call results, added where they are: one read for the host."""
-    return values[0] if len(values) == 1 else tf.add_n([tf.convert_to_tensor(v) for v in values])
-
-
-def _next_call(at, epoch_end, config):
-    """(steps for the next train_step call, the step where the host next reads the results).
-
-    Up to config.steps_per_loop steps a call, never past the next step that needs the
-    host: a log line, a periodic checkpoint or the epoch's end.
-    """
-    read_at = epoch_end
-    for every in (config.log_every_steps, config.checkpoint.every_steps):
-        read_at = min(read_at, (at // every + 1) * every)
-    return min(config.steps_per_loop, read_at - at), read_at
+    eval_step = steps.make_eval_step(state.model, strategy, num_classes=config.model.num_classes)
+    return loop.Run(workdir, reporter, stopper or _Stopper(), strategy,
+               num_train_examples(config, stats) // config.batch_size, train_step,
+               iter(train_ds), eval_step, eval_ds)
 
 
 def _explain_data_loss(error, config):
@@ -405,34 +260,34 @@ def _eval_bar(config, split, what):
                                 every_seconds=10.0, skip_first=True)
 
 
-def _final_evaluation(config, model, strategy, eval_ds, reporter, step, workdir, stop=None):
+def final_evaluation(state, config, run):
     """Centre-crop and (if configured) the paper's ten-crop errors of the final weights."""
+    step = int(state.step)
     results = {"status": "done", "step": step}
-    centre = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes,
-                                  ten_crop=False)
-    ten = steps.make_eval_step(model, strategy, num_classes=config.model.num_classes, ten_crop=True)
+    ten = steps.make_eval_step(state.model, run.strategy, num_classes=config.model.num_classes)
+    stop = lambda: bool(run.stopper.requested)  # noqa: E731
     for split in filter(None, (config.input.eval_split, config.input.test_split)):
-        centre_result = steps.evaluate(centre, eval_ds(split, False)(),
+        centre_result = steps.evaluate(run.eval_step, run.eval_ds(split, False)(),
                                        _eval_bar(config, split, "centre"), stop=stop)
-        ten_result = (steps.evaluate(ten, eval_ds(split, True)(),
+        ten_result = (steps.evaluate(ten, run.eval_ds(split, True)(),
                                      _eval_bar(config, split, "ten crops"), stop=stop)
                       if config.eval.ten_crop and centre_result is not None else (None, None, None))
         if centre_result is None or ten_result is None:
             # Training is complete and saved; the same command redoes only this evaluation.
             print("stopped by a signal during the final evaluation; training is complete and "
                   "saved: run the same command to evaluate", file=sys.stderr, flush=True)
-            reporter.event("preempted", step, where="final evaluation")
-            reporter.flush()
+            run.reporter.event("preempted", step, where="final evaluation")
+            run.reporter.flush()
             return {"status": "preempted", "step": step, "epoch": config.num_epochs}
         top1, top5, n = centre_result
         values = {"centre_top1_error": top1, "centre_top5_error": top5, "num_images": n}
         if config.eval.ten_crop:
             t1, t5, _ = ten_result
             values.update(ten_crop_top1_error=t1, ten_crop_top5_error=t5)
-        reporter.event("final", step, split=split, **values)
+        run.reporter.event("final", step, split=split, **values)
         results[split] = values
         print(f"final {split} ({n} images): " + ", ".join(
             f"{k} {v:.2%}" for k, v in values.items() if k != "num_images"), flush=True)
-    reporter.flush()
-    logging.info("done; workdir %s", workdir)
+    run.reporter.flush()
+    logging.info("done; workdir %s", run.workdir)
     return results
