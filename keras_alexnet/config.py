@@ -102,8 +102,8 @@ def get_config():
     # for GPUs, where its speed-up was not measured (no GPU here); tested for correctness on CPU.
     config.jit_compile = False
     # LRN in training as XLA kernels that compute in float32 and read and write the policy's
-    # dtype (model.py, fused_lrn.py): the same numbers as tf.nn.local_response_normalization
-    # within float32 rounding, the two LRN layers ~5x faster on CPU (docs/BENCHMARKS.md).
+    # dtype (layers.py, fused_lrn.py): the same numbers as tf.nn.local_response_normalization
+    # within float32 rounding, the two LRN layers faster on CPU (by how much: docs/BENCHMARKS.md).
     # Evaluation and the export always run tf.nn.local_response_normalization. False: that op
     # in training too.
     config.fused_lrn = True
@@ -136,21 +136,10 @@ def validate(config):
         raise ConfigError(f"config.{unknown[0]}: unknown field" + (
             f" (and {', '.join('config.' + u for u in unknown[1:4])})" if len(unknown) > 1 else "")
             + "; a typo? keras_alexnet/config.py lists every field")
-    name = config.model.get("name")
-    _require(name in model_lib.BUILDERS, "model.name",
-             f"unknown network {name!r}; one of {sorted(model_lib.BUILDERS)}")
-    expected = {"name", *model_lib.builder_arguments(name)}
-    got = set(config.model.keys())
-    _require(got == expected, "model",
-             f"keys must be exactly the arguments of model.BUILDERS[{name!r}] and name; unknown "
-             f"{sorted(got - expected)}, missing {sorted(expected - got)}")
+    _validate_model(config.model)
     _require(bool(config.input.data_dir) or config.input.demo, "input.data_dir",
              "must be set to a folder written by bin/make_tfrecords "
              "(--config.input.data_dir=/path/to/tfrecords)")
-    _require(config.model.num_classes >= 2, "model.num_classes", "must be at least 2")
-    _require(config.model.image_size >= model_lib.MIN_IMAGE_SIZE, "model.image_size",
-             f"{config.model.image_size} is below the minimum {model_lib.MIN_IMAGE_SIZE}")
-    _require(config.model.init in ("paper", "glorot"), "model.init", "must be 'paper' or 'glorot'")
     _require(config.distribution.strategy in STRATEGIES, "distribution.strategy",
              f"unknown strategy {config.distribution.strategy!r}; one of {STRATEGIES}")
     _require(config.distribution.cluster_resolver in CLUSTER_RESOLVERS,
@@ -180,6 +169,24 @@ def validate(config):
     _require(config.progress in ("auto", "bar", "lines", "none"), "progress",
              "must be 'auto', 'bar', 'lines' or 'none'")
     return config
+
+
+def _validate_model(model):
+    """config.model: a known builder's name and exactly its arguments, values that can work."""
+    name = model.get("name")
+    _require(name in model_lib.BUILDERS, "model.name",
+             f"unknown network {name!r}; one of {sorted(model_lib.BUILDERS)}")
+    expected = {"name", *model_lib.builder_arguments(name)}
+    got = set(model.keys())
+    _require(got == expected, "model",
+             f"keys must be exactly the arguments of model.BUILDERS[{name!r}] and name; unknown "
+             f"{sorted(got - expected)}, missing {sorted(expected - got)}")
+    # Every builder takes num_classes and image_size (model.py's contract).
+    _require(model.num_classes >= 2, "model.num_classes", "must be at least 2")
+    _require(model.image_size >= model_lib.MIN_IMAGE_SIZE, "model.image_size",
+             f"{model.image_size} is below the minimum {model_lib.MIN_IMAGE_SIZE}")
+    if "init" in model:
+        _require(model.init in ("paper", "glorot"), "model.init", "must be 'paper' or 'glorot'")
 
 
 def _get(config, dotted):

@@ -16,16 +16,19 @@ the export.
 builder in BUILDERS ("paper": build_alexnet), the other fields are its keyword arguments.
 
 The contract every builder keeps (tests/test_model.py checks it for each):
+- it takes num_classes and image_size (the square input side, at least MIN_IMAGE_SIZE) and
+  keyword arguments only otherwise, and returns a keras.Model from float32 [B, S, S, 3]
+  images;
 - the learned layers are named conv1, conv2, conv3, conv4, conv5, fc6, fc7, fc8 (the
-  paper's; tf.train.Checkpoint and imported weights find them by these names);
+  paper's; probes such as bin/report's and imported weights find them by these names);
 - fc8's output is the model's output: float32 logits, no softmax;
-- fc7's output is the feature layer (after its activation, before dropout): the 4096 numbers whose
-  distances the paper's Figure 4 compares;
-- `activation_output(model, "convN")` is THE way to get the post-ReLU map of conv stage
-  N: conv3, conv4 and conv5 apply their ReLU themselves (their layer output), while with
-  LRN the ReLU of conv1 and conv2 runs inside lrn1/lrn2 (it is measured faster so;
-  docs/BENCHMARKS.md), so `get_layer("conv1").output` is the pre-ReLU map. No identity
-  layer names it in the graph: the folded map never exists as a tensor of its own.
+- fc7's output (after its activation, before dropout) is the feature layer: the vectors
+  whose distances the paper's Figure 4 compares;
+- `activation_output(model, "convN")` is the one documented way to get the post-ReLU map
+  of conv stage N. conv3, conv4 and conv5 apply their ReLU themselves (their layer's
+  output); with LRN, conv1's and conv2's ReLU runs inside lrn1/lrn2 (measured faster so:
+  docs/BENCHMARKS.md), so `get_layer("conv1").output` is the pre-ReLU map. No layer in the
+  graph names the post-ReLU map: in training it never exists as a tensor of its own.
 """
 import inspect
 

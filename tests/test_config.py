@@ -94,6 +94,29 @@ def test_unknown_model_key_is_refused():
         config_lib.validate(config)
 
 
+def test_model_name_picks_the_builder_whose_arguments_are_checked(monkeypatch):
+    """config.model.name names a builder of model.BUILDERS; the other keys are its arguments,
+    so a second network is one builder function away."""
+    config = config_lib.get_config()
+    config.input.data_dir = "/data"
+    assert config.model.name == "paper" and config_lib.validate(config)
+    config.model.name = "resnet"
+    with pytest.raises(config_lib.ConfigError, match=r"config\.model\.name: unknown network 'resnet'"):
+        config_lib.validate(config)
+
+    def wide(num_classes=1000, image_size=227, *, width=2.0, seed=None, name="wide"):
+        return model_lib.build_alexnet(num_classes, image_size, width=width, seed=seed, name=name)
+
+    monkeypatch.setitem(model_lib.BUILDERS, "wide", wide)
+    config.model.name = "wide"  # the paper's keys are not the wide builder's
+    with pytest.raises(config_lib.ConfigError, match=r"config\.model: .*unknown \[.*'lrn'"):
+        config_lib.validate(config)
+    config.model = dict(name="wide", num_classes=4, image_size=67, width=0.125, seed=0)
+    config_lib.validate(config)
+    model = model_lib.build_model(config.model)
+    assert model.name == "wide" and model.output_shape == (None, 4)
+
+
 def test_bin_train_refuses_a_bad_config_with_one_clear_line(tmp_path):
     import subprocess
     import sys

@@ -283,3 +283,24 @@ def test_config_json_written_before_lrn_per_tower_rebuilds_cross_tower_lrn(tmp_p
     config.model.lrn_per_tower = False  # resuming the old run as it was trained
     assert workdir_lib.check_workdir(config, str(tmp_path)) is True
     assert config_lib.get_config().model.lrn_per_tower is True
+
+
+def test_config_json_written_before_model_name_and_lrn_bias_reads_as_the_paper_net(tmp_path):
+    """Runs written before config.model.name and config.model.lrn_bias existed rebuild the
+    paper's network with the paper's k = 2, and resume under today's default config."""
+    import json
+    from keras_alexnet.serving import restore
+    config = config_lib.get_config()
+    config.model.update(num_classes=4, image_size=67, width=0.125, fc_units=16)
+    config.input.data_dir = "/data"
+    old = config.to_dict()
+    del old["model"]["name"], old["model"]["lrn_bias"]
+    (tmp_path / workdir_lib.CONFIG_FILENAME).write_text(json.dumps(old))
+    read = workdir_lib.read_config(str(tmp_path))["model"]
+    assert read["name"] == "paper" and read["lrn_bias"] == 2.0
+    model = restore.build_model(read)
+    assert [model.get_layer(n).bias for n in ("lrn1", "lrn2")] == [2.0, 2.0]
+    assert workdir_lib.check_workdir(config, str(tmp_path)) is True  # the same run
+    config.model.lrn_bias = 1.0  # Caffe's k: another network, refused in this workdir
+    with pytest.raises(config_lib.ConfigError, match="model.lrn_bias"):
+        workdir_lib.check_workdir(config, str(tmp_path))
