@@ -84,9 +84,11 @@ def convert(input_dir, data_dir, split, **kwargs):
     return convert_lib.convert("imagefolder", str(input_dir), str(data_dir), split=split, **kwargs)
 
 
-MODEL_KWARGS = dict(num_classes=4, image_size=67, towers=2, lrn=True,
-                    lrn_alpha=model_lib.LRN_ALPHA, overlapping_pool=True, activation="relu",
-                    dropout=0.5, width=0.125, fc_units=32, init="glorot", seed=7)
+# The tests' one tiny network (tiny_model): the paper's layers at 67 pixels (the smallest
+# input), an eighth of the kernels, fc6 and fc7 of 32 units.
+TINY_MODEL = dict(num_classes=5, image_size=67, width=0.125, fc_units=32)
+# The model of write_workdir's run (and of export_tiny_run).
+MODEL_KWARGS = dict(TINY_MODEL, num_classes=4, init="glorot", seed=7)
 RESIZE = 80  # the stored images' side: these tests' "256"
 SYNSETS = ["n01440764", "n02102040", "n02979186", "n03000684"]
 NAMES = ["tench, Tinca tinca", "English springer", "cassette player", "chain saw, chainsaw"]
@@ -136,9 +138,18 @@ def demo_data_dir(out_dir, *, num_classes=NUM_CLASSES, train_per_class=TRAIN_PER
 
 # -- models and workdirs ----------------------------------------------------------------------
 
+def tiny_model(**overrides):
+    """The tiny network (TINY_MODEL) through model.build_model, as the trainer builds it.
+
+    overrides: any config.model field (seed, init, dropout, name, ...), and fused_lrn.
+    """
+    options = {"fused_lrn": overrides.pop("fused_lrn")} if "fused_lrn" in overrides else {}
+    return model_lib.build_model({**TINY_MODEL, **overrides}, **options)
+
+
 def trained_model():
     """The tiny model with weights that a rebuild from config.json does not reproduce."""
-    model = model_lib.build_alexnet(**dict(MODEL_KWARGS, seed=1234))
+    model = tiny_model(**dict(MODEL_KWARGS, seed=1234))
     # Small logits: probabilities far from one-hot (and from uniform), so comparisons of
     # them mean something. 0.6: the paper's dropout already halves fc7's outputs at test time.
     fc8 = model.get_layer("fc8")
@@ -158,19 +169,24 @@ def restored_run(model, data_dir):
 
 
 def write_workdir(workdir, data_dir, model=None):
-    """config.json, checkpoints/ and best/ as the trainer writes them; returns the model."""
-    from keras_alexnet.training import workdir as workdir_lib
+    """config.json, checkpoints/ and best/ of a run of MODEL_KWARGS stopped at step 1 (ckpt-1),
+    written by the trainer's own stages (loop.build, loop.initialize): the same checkpoint
+    (model, optimizer slots, step, epoch, schedule, best error) with `model`'s weights.
+    No metrics.jsonl. Returns the model.
+    """
+    from keras_alexnet.training import loop, workdir as workdir_lib
     model = model or trained_model()
     config = config_lib.get_config()
     config.model.update(MODEL_KWARGS)
     config.input.update(data_dir=data_dir, label_offset=0, normalization="mean_image")
     config.precision = "float32"
     workdir_lib.write_config(config, workdir)
-    optimizer_state = tf.Variable(0.5)  # stands in for the entries export ignores
-    for folder in (workdir_lib.checkpoints_dir(workdir), workdir_lib.best_dir(workdir)):
-        checkpoint = tf.train.Checkpoint(model=model, step=tf.Variable(3, dtype=tf.int64),
-                                         optimizer=tf.train.Checkpoint(v=optimizer_state))
-        tf.train.CheckpointManager(checkpoint, folder, 2).save()
+    state = loop.build(config, tf.distribute.get_strategy(), config.precision)
+    loop.initialize(state, config, workdir)
+    state.model.set_weights(model.get_weights())
+    state.step.assign(1)
+    for manager in (state.manager, state.best_manager):
+        manager.save(checkpoint_number=1)
     return model
 
 
@@ -226,15 +242,14 @@ def export_tiny_run(root):
 # -- training configs and processes ------------------------------------------------------------
 
 def tiny_config(data_dir, overrides=None):
-    """A few seconds of training: width 0.125, fc 32, 67-pixel crops, batch 8.
+    """A few seconds of training: the tiny model (TINY_MODEL, glorot, 3 classes), batch 8.
 
     overrides: {"dotted.field": value}, applied with ConfigDict.update_from_flattened_dict.
     """
     config = config_lib.get_config()
     config.input.data_dir = data_dir
     config.input.shuffle_buffer = 64
-    config.model.update(num_classes=NUM_CLASSES, image_size=67, width=0.125, fc_units=32,
-                        init="glorot", seed=0)
+    config.model.update(dict(TINY_MODEL, num_classes=NUM_CLASSES, init="glorot", seed=0))
     config.batch_size = 8
     config.eval.batch_size = 8
     config.num_epochs = 2

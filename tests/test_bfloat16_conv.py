@@ -8,9 +8,8 @@ import pytest
 import tensorflow as tf
 
 from keras_alexnet import bfloat16_conv
-from keras_alexnet import model as model_lib
+from fixtures import tiny_model
 
-TINY = dict(num_classes=5, image_size=67, width=0.125, fc_units=32)
 
 
 @pytest.mark.parametrize("strides, padding", [((1, 1), "SAME"), ((4, 4), "VALID")])
@@ -39,7 +38,7 @@ def test_bfloat16_convolution_with_float32_gradients_matches_autodiff(strides, p
 
 def test_model_gradients_agree_with_and_without_the_float32_gradient_path(monkeypatch):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = model_lib.build_alexnet(**TINY, seed=2, dropout=0.0)
+    model = tiny_model(seed=2, dropout=0.0)
     x = np.random.default_rng(0).normal(0, 50, (2, 67, 67, 3)).astype("float32")
 
     def grads():
@@ -60,7 +59,7 @@ def test_registered_name_is_the_one_saved_keras_files_hold(tmp_path):
     """Files saved when the layer was model.Conv2D name it keras_alexnet>Conv2D; they still load."""
     assert keras.saving.get_registered_name(bfloat16_conv.Float32GradConv2D) == "keras_alexnet>Conv2D"
     assert bfloat16_conv.Float32GradConv2D.__name__ != "Conv2D"  # no shadowing keras.layers.Conv2D
-    model = model_lib.build_alexnet(**TINY, seed=3)
+    model = tiny_model(seed=3)
     path = tmp_path / "new.keras"
     model.save(path)
     # Rewrite the file as the old class name wrote it: class_name "Conv2D".

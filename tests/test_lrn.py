@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_alexnet import fused_lrn
 from keras_alexnet import layers as layers_lib
-from keras_alexnet import model as model_lib
+from fixtures import tiny_model
 
 
 def reference_lrn(x, depth_radius, bias, alpha, beta, towers):
@@ -147,8 +147,7 @@ def test_fused_lrn_trains_the_network_like_tf_lrn():
     labels = np.array([0, 1, 2, 3], np.int32)
     weights = []
     for fused in (True, False):
-        model = model_lib.build_alexnet(num_classes=5, image_size=67, width=0.125, fc_units=32,
-                                        dropout=0.0, seed=3, fused_lrn=fused)
+        model = tiny_model(dropout=0.0, seed=3, fused_lrn=fused)
         optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
         for _ in range(3):
             with tf.GradientTape() as tape:
@@ -157,8 +156,8 @@ def test_fused_lrn_trains_the_network_like_tf_lrn():
             optimizer.apply(tape.gradient(loss, model.trainable_variables),
                             model.trainable_variables)
         weights.append(model.get_weights())
-    changed = [np.max(np.abs(w - w0)) for w, w0 in zip(weights[0], model_lib.build_alexnet(
-        num_classes=5, image_size=67, width=0.125, fc_units=32, seed=3).get_weights())]
+    changed = [np.max(np.abs(w - w0))
+               for w, w0 in zip(weights[0], tiny_model(seed=3).get_weights())]
     assert max(changed) > 1e-3  # the steps moved the weights
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

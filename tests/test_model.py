@@ -7,8 +7,8 @@ import tensorflow as tf
 from keras_alexnet import layers as layers_lib
 from keras_alexnet import model as model_lib
 from keras_alexnet.training import steps as steps_lib
+from fixtures import tiny_model
 
-TINY = dict(num_classes=5, image_size=67, width=0.125, fc_units=32)
 
 PAPER_SHAPES = {
     "conv1": (55, 55, 96), "lrn1": (55, 55, 96), "pool1": (27, 27, 96),
@@ -36,7 +36,7 @@ def test_every_stage_has_the_papers_shape(alexnet):
 
 
 def test_logits_are_not_softmaxed():
-    model = model_lib.build_alexnet(**TINY, seed=1)
+    model = tiny_model(seed=1)
     logits = model(np.random.default_rng(0).normal(0, 50, (4, 67, 67, 3)).astype("float32"))
     assert not np.allclose(np.sum(logits, axis=-1), 1.0)
 
@@ -87,7 +87,7 @@ def test_cross_tower_lrn_differs_from_per_tower_only_at_the_boundary(channels):
 
 
 def test_lrn_is_per_tower_by_default_and_plain_with_one_tower():
-    towers = lambda **kw: [model_lib.build_alexnet(**TINY, **kw).get_layer(n).towers  # noqa: E731
+    towers = lambda **kw: [tiny_model(**kw).get_layer(n).towers  # noqa: E731
                            for n in ("lrn1", "lrn2")]
     assert towers() == [2, 2]  # the paper's: each GPU normalized its own maps
     assert towers(lrn_per_tower=False) == [1, 1]
@@ -96,7 +96,7 @@ def test_lrn_is_per_tower_by_default_and_plain_with_one_tower():
     x = np.random.default_rng(4).normal(0, 50, (2, 67, 67, 3)).astype("float32")
 
     def lrn1(**kw):
-        model = model_lib.build_alexnet(**TINY, seed=3, init="glorot", **kw)
+        model = tiny_model(seed=3, init="glorot", **kw)
         return keras.Model(model.inputs, model.get_layer("lrn1").output)(x).numpy()
 
     per_tower, across = lrn1(), lrn1(lrn_per_tower=False)
@@ -110,7 +110,7 @@ def test_lrn_is_per_tower_by_default_and_plain_with_one_tower():
 def test_the_lrn_applies_conv1s_and_conv2s_relu():
     """With LRN and ReLU, conv1 and conv2 have no activation and lrn1/lrn2 apply it: the
     paper's function (conv, ReLU, LRN); activation_output gives the ReLU's maps."""
-    model = model_lib.build_alexnet(**TINY, seed=3, init="glorot")
+    model = tiny_model(seed=3, init="glorot")
     assert model.get_layer("conv1").activation.__name__ == "linear"
     assert model.get_layer("conv2").activation is None
     assert model.get_layer("lrn1").relu and model.get_layer("lrn2").relu
@@ -123,18 +123,41 @@ def test_the_lrn_applies_conv1s_and_conv2s_relu():
     plain = layers_lib.LocalResponseNormalization(towers=2)  # relu=False: on relu1 as is
     np.testing.assert_allclose(lrn1.numpy(), plain(relu1, training=False).numpy(), rtol=1e-6)
     for kw in ({"activation": "tanh"}, {"lrn": False}):
-        other = model_lib.build_alexnet(**TINY, **kw)
+        other = tiny_model(**kw)
         assert other.get_layer("conv1").activation.__name__ == kw.get("activation", "relu")
         assert other.get_layer("conv2").activation == kw.get("activation", "relu")
         assert model_lib.activation_output(other, "conv1") is other.get_layer("conv1").output
-    assert not model_lib.build_alexnet(**TINY, activation="tanh").get_layer("lrn1").relu
+    assert not tiny_model(activation="tanh").get_layer("lrn1").relu
+
+
+@pytest.mark.parametrize("name", sorted(model_lib.BUILDERS))
+@pytest.mark.parametrize("lrn", [True, False])
+def test_every_builder_keeps_the_contract(name, lrn):
+    """model.py's contract: the paper's layer names, float32 logits from fc8, fc7 the features,
+    and activation_output(model, "convN") the post-ReLU map of every conv stage."""
+    model = tiny_model(name=name, lrn=lrn, seed=4, init="glorot")
+    names = [layer.name for layer in model.layers]
+    learned = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    assert [n for n in names if n in learned] == learned
+    assert model.output is model.get_layer("fc8").output and model.output.dtype == "float32"
+    assert model.get_layer("fc8").input.shape[-1] == model.get_layer("fc7").output.shape[-1]
+    convs = [f"conv{i}" for i in range(1, 6)]
+    probe = keras.Model(model.inputs, [model_lib.activation_output(model, n) for n in convs] +
+                        [model.get_layer(n).output for n in convs])
+    x = np.random.default_rng(8).normal(0, 50, (2, 67, 67, 3)).astype("float32")
+    outputs = [t.numpy() for t in probe(x)]
+    for conv, post, layer_output in zip(convs, outputs[:5], outputs[5:]):
+        assert post.min() >= 0 and np.mean(post == 0) > 0.05, conv  # a ReLU's output
+        np.testing.assert_array_equal(post, np.maximum(layer_output, 0), err_msg=conv)
+    # Where the LRN applies the ReLU, the conv layer's own output is pre-activation.
+    assert (outputs[5].min() < 0) == lrn
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_lrn_computes_in_float32_under_mixed_precision(policy):
     """The policy's dtype in and out (what pool1 would cast to), tf.nn.lrn's float32 inside."""
     keras.mixed_precision.set_global_policy(policy)
-    model = model_lib.build_alexnet(**TINY)
+    model = tiny_model()
     lrn1 = model.get_layer("lrn1")
     dtype = policy.split("_")[1]
     assert lrn1.compute_dtype == model.get_layer("conv1").compute_dtype == dtype
@@ -161,20 +184,20 @@ def test_initialization_is_the_papers(alexnet):
 
 
 def test_fc8_bias_is_zero_for_any_number_of_classes():
-    model = model_lib.build_alexnet(num_classes=17, image_size=67, width=0.125, fc_units=32)
+    model = tiny_model(num_classes=17)
     assert np.all(model.get_layer("fc8").bias.numpy() == 0.0)
     assert np.all(model.get_layer("fc7").bias.numpy() == 1.0)
 
 
 def test_towers_have_different_initial_weights_with_a_seed():
-    conv2 = model_lib.build_alexnet(**TINY, seed=3).get_layer("conv2")
+    conv2 = tiny_model(seed=3).get_layer("conv2")
     a, b = (c.kernel.numpy() for c in conv2.convs)
     assert not np.allclose(a, b)
 
 
 def test_seed_makes_initialization_reproducible():
-    a = model_lib.build_alexnet(**TINY, seed=7).get_weights()
-    b = model_lib.build_alexnet(**TINY, seed=7).get_weights()
+    a = tiny_model(seed=7).get_weights()
+    b = tiny_model(seed=7).get_weights()
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
 
@@ -208,7 +231,7 @@ def _all_ops(graph_def):
 
 
 def test_forward_pass_has_no_xla():
-    model = model_lib.build_alexnet(**TINY)
+    model = tiny_model()
     fn = tf.function(lambda x: model(x, training=False))
     graph_def = fn.get_concrete_function(
         tf.TensorSpec([None, 67, 67, 3], tf.float32)).graph.as_graph_def()
@@ -225,22 +248,25 @@ def test_forward_pass_has_no_xla():
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_every_precision_policy_gives_float32_logits(policy):
     keras.mixed_precision.set_global_policy(policy)
-    model = model_lib.build_alexnet(**TINY)
+    model = tiny_model()
     logits = model(np.zeros((3, 67, 67, 3), "float32"))
     assert logits.dtype == tf.float32 and logits.shape == (3, 5)
     assert all(v.dtype == "float32" for v in model.weights)
 
 
 def test_ablation_switches_change_the_network():
-    base = model_lib.build_alexnet(**TINY)
-    no_lrn = model_lib.build_alexnet(**TINY, lrn=False)
+    base = tiny_model()
+    no_lrn = tiny_model(lrn=False)
     assert "lrn1" in [l.name for l in base.layers]
     assert "lrn1" not in [l.name for l in no_lrn.layers]
-    pool = model_lib.build_alexnet(**TINY, overlapping_pool=False).get_layer("pool1")
+    pool = tiny_model(overlapping_pool=False).get_layer("pool1")
     assert pool.pool_size == (2, 2) and pool.strides == (2, 2)
-    tanh = model_lib.build_alexnet(**TINY, activation="tanh")
+    tanh = tiny_model(activation="tanh")
     assert tanh.get_layer("fc6").activation.__name__ == "tanh"
-    assert model_lib.build_alexnet(**TINY, dropout=0.2).get_layer("drop6").rate == 0.2
+    assert tiny_model(dropout=0.2).get_layer("drop6").rate == 0.2
+    assert [base.get_layer(n).bias for n in ("lrn1", "lrn2")] == [2.0, 2.0]  # the paper's k
+    caffe = tiny_model(lrn_bias=1.0)  # Caffe's k
+    assert [caffe.get_layer(n).bias for n in ("lrn1", "lrn2")] == [1.0, 1.0]
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -249,7 +275,7 @@ def test_ablation_switches_change_the_network():
     (dict(dropout_scaling="none"), "dropout_scaling")])
 def test_bad_arguments_are_refused_with_the_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        model_lib.build_alexnet(**{**TINY, **kwargs})
+        tiny_model(**kwargs)
 
 
 def test_decayed_variables_are_the_kernels(alexnet):
@@ -261,7 +287,7 @@ def test_decayed_variables_are_the_kernels(alexnet):
 
 
 def test_config_round_trip_and_keras_file_reproduce_outputs(tmp_path):
-    model = model_lib.build_alexnet(**TINY, seed=5)
+    model = tiny_model(seed=5)
     x = np.random.default_rng(0).normal(0, 50, (2, 67, 67, 3)).astype("float32")
     expected = model(x, training=False).numpy()
 
@@ -278,8 +304,7 @@ def test_config_round_trip_and_keras_file_reproduce_outputs(tmp_path):
 
 def test_tiny_model_learns_random_data():
     keras.utils.set_random_seed(0)
-    model = model_lib.build_alexnet(num_classes=3, image_size=67, width=0.125, fc_units=32,
-                                    init="glorot", dropout=0.0, seed=0)
+    model = tiny_model(num_classes=3, init="glorot", dropout=0.0, seed=0)
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (12, 67, 67, 3)).astype("float32")
     y = rng.integers(0, 3, 12)
@@ -294,11 +319,11 @@ def test_tiny_model_learns_random_data():
 
 
 def test_tf_checkpoint_holds_every_weight_including_the_towers(tmp_path):
-    model = model_lib.build_alexnet(**TINY, seed=1)
+    model = tiny_model(seed=1)
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
     saved = {name for name, _ in tf.train.list_variables(path)}
     assert sum("/.ATTRIBUTES/VARIABLE_VALUE" in n for n in saved) >= len(model.weights)
-    other = model_lib.build_alexnet(**TINY, seed=2)
+    other = tiny_model(seed=2)
     tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
     for a, b in zip(model.weights, other.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
@@ -321,7 +346,7 @@ def test_paper_dropout_zeroes_units_in_training_and_halves_them_at_test_time():
 @pytest.mark.parametrize("scaling, layer_class", [("paper", layers_lib.PaperDropout),
                                                   ("inverted", layers_lib.InvertedDropout)])
 def test_dropout_scaling_picks_the_layer_and_the_test_time_output(scaling, layer_class):
-    model = model_lib.build_alexnet(**TINY, seed=2, dropout_scaling=scaling)
+    model = tiny_model(seed=2, dropout_scaling=scaling)
     assert type(model.get_layer("drop6")) is layer_class
     x = np.random.default_rng(0).normal(0, 50, (2, 67, 67, 3)).astype("float32")
     fc7 = keras.Model(model.inputs, model.get_layer("fc7").output)(x)
@@ -332,7 +357,7 @@ def test_dropout_scaling_picks_the_layer_and_the_test_time_output(scaling, layer
 
 
 def test_init_bias_sets_the_papers_unit_biases_only():
-    model = model_lib.build_alexnet(**TINY, seed=0, init_bias=0.1)
+    model = tiny_model(seed=0, init_bias=0.1)
     for name in ("conv2", "conv4", "conv5", "fc6", "fc7"):
         for v in model.get_layer(name).trainable_variables:
             if v.path.endswith("bias"):
@@ -353,7 +378,7 @@ def test_inverted_dropout_is_keras_dropout_with_a_seed_per_replica():
 
 def test_dropout_masks_are_reproducible_from_the_seed():
     def masks(seed):
-        model = model_lib.build_alexnet(**TINY, seed=seed)
+        model = tiny_model(seed=seed)
         probe = keras.Model(model.inputs, model.get_layer("drop7").output)
         x = np.random.default_rng(0).normal(0, 50, (4, 67, 67, 3)).astype("float32")
         return [probe(x, training=True).numpy() == 0 for _ in range(2)]
@@ -366,10 +391,10 @@ def test_dropout_masks_are_reproducible_from_the_seed():
 
 
 def test_seek_dropout_sets_the_masks_of_a_later_step():
-    model = model_lib.build_alexnet(**TINY, seed=5)
+    model = tiny_model(seed=5)
     probe = keras.Model(model.inputs, model.get_layer("drop6").output)
     x = np.random.default_rng(0).normal(0, 50, (4, 67, 67, 3)).astype("float32")
     steps = [probe(x, training=True).numpy() for _ in range(3)]
     layers_lib.seek_dropout(model, 2)
     np.testing.assert_array_equal(probe(x, training=True).numpy(), steps[2])
-    layers_lib.seek_dropout(model_lib.build_alexnet(**TINY, dropout=0.0), 4)  # no dropout: no-op
+    layers_lib.seek_dropout(tiny_model(dropout=0.0), 4)  # no dropout: no-op

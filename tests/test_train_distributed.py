@@ -38,7 +38,7 @@ if mode == "mirrored":
 else:
     strategy = tf.distribute.get_strategy()
 with strategy.scope():
-    model = model_lib.build_alexnet(**dict(config.model, dropout=0.0))  # seeded: same start
+    model = model_lib.build_model(dict(config.model, dropout=0.0))  # seeded: same start
     start = float(sum(np.abs(w).sum() for w in model.get_weights()))
     optimizer = steps.make_optimizer(config, "float32")
     optimizer.build(model.trainable_variables)

@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_alexnet.training.schedule import PlateauSchedule
-from fixtures import REPO, demo_data_dir, read_events, start_training, tiny_config, wait_for
+from fixtures import (REPO, convert, demo_data_dir, encode, read_events, start_training,
+                      tiny_config, wait_for, write)
 
 STEPS_PER_EPOCH = 6
 
@@ -54,15 +56,53 @@ def _state(workdir):
     return int(step), int(epoch), schedule.state()
 
 
+def _flat_colour_data(root):
+    """3 classes of 4 flat-coloured images stored at 67 pixels, the crop size.
+
+    Every training crop and flip of such an image is the image itself, and with lighting
+    off, a batch of the whole training set holds the same 12 examples whatever the seed
+    that shuffles them: a resumed run (which reshuffles from a seed of its step) trains
+    on what an uninterrupted run trains on, in another order within the batch.
+    """
+    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
+    for split, folder in (("train", "train"), ("validation", "val")):
+        for c, colour in enumerate(colours):
+            for i in range(4):
+                shade = np.array(colour, np.uint8) + np.uint8(8 * i)
+                write(os.path.join(root, "images", folder, f"n0{c}", f"{i}.JPEG"),
+                      encode(np.full((67, 67, 3), shade, np.uint8)))
+        convert(os.path.join(root, "images", folder), os.path.join(root, "data"), split,
+                num_shards=2, resize=67)
+    return os.path.join(root, "data")
+
+
+def _weights(workdir, config):
+    """The model weights and momentum slots of a workdir's newest checkpoint."""
+    from keras_alexnet.training import loop, workdir as workdir_lib
+    state = loop.build(config, tf.distribute.get_strategy(), "float32")
+    workdir_lib.restore_latest(state.checkpoint, workdir, write=False, stream=None)
+    return [v.numpy() for v in state.model.weights + list(state.optimizer.momentums)]
+
+
 @pytest.mark.slow
-def test_sigkill_then_restart_ends_like_an_uninterrupted_run(data_dir, tmp_path):
-    # A learning rate too small to change the predictions keeps the validation
-    # error flat, so the schedule divides at epochs 2, 3 and 4 whatever the
-    # batches: the interrupted run must carry that state through the restart.
-    config = tiny_config(data_dir, {"num_epochs": 5, "eval.ten_crop": False,
-                                    "checkpoint.every_steps": 2, "schedule.patience": 1,
-                                    "optimizer.learning_rate": 1e-9})
-    workdir = str(tmp_path / "work")
+def test_sigkill_then_restart_ends_like_an_uninterrupted_run(tmp_path):
+    """Killed in its fourth epoch and restarted, a run ends at the step, epoch, schedule,
+    weights and momentum of the same run uninterrupted.
+
+    Not bit-identical: the restarted run shuffles from a seed of its step (so that it does
+    not replay batches), which here only reorders the one batch of every epoch (see
+    _flat_colour_data), and a sum in another order rounds differently in float32. Measured
+    once (CPU, float32): at most 3e-8 apart, 1.3e-7 of the largest weight, where training
+    moved them by up to 0.17; the tolerance below is 1e-5 of the largest weight.
+    """
+    data_dir = _flat_colour_data(str(tmp_path))
+    # One step an epoch (a batch of all 12 images), no dropout (its masks follow the order
+    # within the batch), a learning rate that moves the weights, a checkpoint every step.
+    config = tiny_config(data_dir, {"num_epochs": 8, "eval.ten_crop": False, "batch_size": 12,
+                                    "checkpoint.every_steps": 1, "schedule.patience": 1,
+                                    "model.dropout": 0.0, "input.lighting_std": 0.0,
+                                    "optimizer.learning_rate": 0.01})
+    workdir, reference = str(tmp_path / "work"), str(tmp_path / "uninterrupted")
     proc = start_training(config, workdir)
     try:
         wait_for(lambda: any(e["epoch"] >= 3 for e in read_events(workdir, "eval")), 300, proc,
@@ -73,16 +113,17 @@ def test_sigkill_then_restart_ends_like_an_uninterrupted_run(data_dir, tmp_path)
         if proc.poll() is None:
             proc.kill()
     step, epoch, _ = _state(workdir)
-    assert step < 5 * STEPS_PER_EPOCH and epoch < 5  # really interrupted
-    restarted = start_training(config, workdir)
-    out, _ = restarted.communicate(timeout=300)
-    assert restarted.returncode == 0, out[-3000:]
-    step, epoch, schedule = _state(workdir)
-    assert (step, epoch) == (5 * STEPS_PER_EPOCH, 5)
-    assert schedule["reductions"] == 3
-    assert schedule["learning_rate"] == pytest.approx(1e-9 * 1e-3)
-    reductions = [e["epoch"] for e in read_events(workdir, "lr_reduced")]
-    assert sorted(set(reductions)) == [2, 3, 4]
+    assert step < 8 and epoch < 8  # really interrupted
+    for run in (start_training(config, workdir), start_training(config, reference)):
+        out, _ = run.communicate(timeout=300)
+        assert run.returncode == 0, out[-3000:]
+    assert _state(workdir) == _state(reference)
+    assert _state(workdir)[:2] == (8, 8)
+    restarted, uninterrupted = _weights(workdir, config), _weights(reference, config)
+    initial = _weights(str(tmp_path / "fresh"), config)
+    assert max(np.max(np.abs(a - b)) for a, b in zip(uninterrupted, initial)) > 1e-2  # they moved
+    for a, b in zip(restarted, uninterrupted):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * max(np.max(np.abs(b)), 1e-3))
 
 
 @pytest.mark.slow
