@@ -163,7 +163,8 @@ def _check_arguments(image_size, towers, activation, dropout_scaling):
     if activation not in ("relu", "tanh"):
         raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
     if dropout_scaling not in DROPOUT_SCALINGS:
-        raise ValueError(f"dropout_scaling must be one of {DROPOUT_SCALINGS}, got {dropout_scaling!r}")
+        raise ValueError(f"dropout_scaling must be one of {DROPOUT_SCALINGS}, "
+                         f"got {dropout_scaling!r}")
 
 
 # config.model.name -> the function building that network from the other config.model

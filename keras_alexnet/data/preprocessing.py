@@ -127,8 +127,7 @@ def resize_shorter_side_pillow_bicubic(image, size, method=RESIZE_METHOD):
 
 
 def crop_centre(image, size):
-    """The central size x size window of a decoded image [H, W, C] (offsets rounded down, as
-    make_tfrecords crops).
+    """The central size x size window of a decoded [H, W, C] (offsets rounded down, as make_tfrecords).
 
     The one central crop: the input pipeline's and the export's graph's.
     """

@@ -19,8 +19,9 @@ CARD_FILENAME = "MODEL_CARD.md"
 METRICS_FILENAME = "metrics.jsonl"  # training/workdir.py's WORKDIR/metrics.jsonl
 
 # The config fields worth a line on the card (dotted; absent ones are left out).
-KEY_FIELDS = ("model.num_classes", "model.image_size", "model.width", "model.fc_units",
-              "model.towers", "model.lrn", "model.lrn_per_tower", "model.dropout",
+KEY_FIELDS = ("model.name", "model.num_classes", "model.image_size", "model.width",
+              "model.fc_units", "model.towers", "model.lrn", "model.lrn_bias",
+              "model.lrn_per_tower", "model.dropout",
               "model.dropout_scaling", "model.init", "input.normalization", "input.crop",
               "input.lighting_std", "batch_size", "num_epochs", "optimizer.learning_rate",
               "optimizer.momentum", "optimizer.weight_decay", "schedule.patience", "precision",
