@@ -284,21 +284,7 @@ def run_tasks(tasks, num_workers, progress):
                        for p in procs) and any(p.exitcode is None for p in procs):
                 continue
             drain()
-            for proc in procs:
-                if proc.exitcode is not None and proc.pid in running:
-                    raise WorkerDied(
-                        f"worker process {proc.pid} {_exit_reason(proc.exitcode)} while writing "
-                        f"shard {tasks[running[proc.pid]]['name']}; {done} of {len(tasks)} shards "
-                        "of this run are complete and kept: run the same command again to write "
-                        "the rest")
-            if done < len(tasks) and all(p.exitcode is not None for p in procs):
-                # Every worker is gone and shards are left: one died between taking a shard
-                # and saying which (or all were killed while idle).
-                dead = [p for p in procs if p.exitcode != 0]
-                who = (f"worker process {dead[0].pid} {_exit_reason(dead[0].exitcode)}" if dead
-                       else "the worker processes ended")
-                raise WorkerDied(f"{who}; {done} of {len(tasks)} shards of this run are complete "
-                                 "and kept: run the same command again to write the rest")
+            _raise_if_lost(procs, running, done, tasks)
             # A worker that died between shards: the others take the remaining ones.
     finally:
         for proc in procs:
@@ -309,3 +295,23 @@ def run_tasks(tasks, num_workers, progress):
         task_queue.cancel_join_thread()
         results.cancel_join_thread()
     return counter.value
+
+
+def _raise_if_lost(procs, running, done, tasks):
+    """WorkerDied if a worker died holding a shard (running: pid -> its shard's index), or
+    every worker is gone with shards left."""
+    for proc in procs:
+        if proc.exitcode is not None and proc.pid in running:
+            raise WorkerDied(
+                f"worker process {proc.pid} {_exit_reason(proc.exitcode)} while writing "
+                f"shard {tasks[running[proc.pid]]['name']}; {done} of {len(tasks)} shards "
+                "of this run are complete and kept: run the same command again to write "
+                "the rest")
+    if done < len(tasks) and all(p.exitcode is not None for p in procs):
+        # Every worker is gone and shards are left: one died between taking a shard
+        # and saying which (or all were killed while idle).
+        dead = [p for p in procs if p.exitcode != 0]
+        who = (f"worker process {dead[0].pid} {_exit_reason(dead[0].exitcode)}" if dead
+               else "the worker processes ended")
+        raise WorkerDied(f"{who}; {done} of {len(tasks)} shards of this run are complete "
+                         "and kept: run the same command again to write the rest")
