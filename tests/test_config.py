@@ -101,7 +101,8 @@ def test_model_name_picks_the_builder_whose_arguments_are_checked(monkeypatch):
     config.input.data_dir = "/data"
     assert config.model.name == "paper" and config_lib.validate(config)
     config.model.name = "resnet"
-    with pytest.raises(config_lib.ConfigError, match=r"config\.model\.name: unknown network 'resnet'"):
+    with pytest.raises(config_lib.ConfigError,
+                       match=r"config\.model\.name: unknown network 'resnet'"):
         config_lib.validate(config)
 
     def wide(num_classes=1000, image_size=227, *, width=2.0, seed=None, name="wide"):

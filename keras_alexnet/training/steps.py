@@ -152,8 +152,9 @@ def make_train_step(model, optimizer, strategy, *, global_batch_size, weight_dec
     the host's dispatch), and returns (sum of the steps' losses, sum of correct
     predictions, sum of stop flags) as tensors: nothing is read back to the host until the
     caller converts them. A prediction is correct by evaluation.top_k_hits (a tie with the
-    label is a miss), as in validation. The loss is averaged over the global batch (gradients are summed
-    across replicas), and the L2 term is split across replicas so that it counts once.
+    label is a miss), as in validation. The loss is averaged over the global batch
+    (gradients are summed across replicas), and the L2 term is split across replicas so
+    that it counts once.
     The stop flag (SIGTERM on any worker) is summed across workers so that all of them
     stop at the same step. jit_compile: XLA for the per-replica step (forward, gradient,
     update), as Keras's own trainer compiles it; meant for GPUs.
