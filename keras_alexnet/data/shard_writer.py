@@ -14,11 +14,12 @@ import queue
 import random
 import signal
 import traceback
+import warnings
 
 import numpy as np
 from PIL import Image
 
-from keras_alexnet.data import layout
+from keras_alexnet.data import image_limits, layout
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.data.sources import read_items
 
@@ -66,6 +67,33 @@ def _paper_resize(img, size):
     return img.crop((left, top, left + size, top + size))
 
 
+def _open_bounded(data, resize, target):
+    """The opened (not yet decoded) image, refused with BadImage when image_limits says so.
+
+    JPEGs are set to decode at libjpeg's reduced scale first (resize > 0), so the
+    bound applies to the pixels decoded, as in the export's graph. Pillow's own
+    decompression-bomb check is replaced by this one: it counts the pixels before
+    that reduction (refusing a phone's 200-megapixel JPEG the graph serves), not the
+    resize target (a 1 x 20000 PNG of 140 bytes passed it and took 6 GB), and its
+    warning would be printed into the progress bar.
+    """
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    w, h = img.size
+    if resize and img.format == "JPEG" and min(w, h) > 0:
+        # Let libjpeg decode at a reduced scale when the image is much larger.
+        img.draft("RGB", (w * resize // min(w, h), h * resize // min(w, h)))
+    problem = image_limits.size_problem(*img.size, target)
+    if problem:
+        raise BadImage(f"too large: {problem}")
+    return img
+
+
 def convert_image(data, resize, quality=90, stats_size=256):
     """Encoded bytes -> (RGB JPEG bytes, uint8 pixels as the reader decodes them, mean view).
 
@@ -76,15 +104,11 @@ def convert_image(data, resize, quality=90, stats_size=256):
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = _open_bounded(data, resize, resize or stats_size)
         source_format, source_mode = img.format, img.mode
-        if resize and source_format == "JPEG":
-            # Let libjpeg decode at a reduced scale when the image is much larger.
-            w, h = img.size
-            img.draft("RGB", (w * resize // min(w, h), h * resize // min(w, h)))
         img.load()  # raises on truncated data
-    except Image.DecompressionBombError as e:
-        raise BadImage(f"too large: {e}") from e
+    except BadImage:
+        raise
     except Image.UnidentifiedImageError as e:
         raise BadImage("not an image (unidentified format)") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
