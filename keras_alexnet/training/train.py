@@ -89,6 +89,8 @@ def check_data(config):
     if stats is not None and stats.mean_image.shape[0] < config.model.image_size:
         raise ConfigError(f"config.model.image_size={config.model.image_size} is larger than the "
                           f"stored images ({stats.mean_image.shape[0]} px, {stats_path})")
+    from keras_alexnet.training import data_checks
+    data_checks.check_training_data(config)  # shard sets, empty splits, labels: before step 1
     return stats
 
 
@@ -293,6 +295,8 @@ def _train(config, workdir, strategy, chief, scratch):
                     pending.append(train_step(train_iter, tf.constant(float(bool(stopper.requested))),
                                               tf.constant(count, tf.int32)))
                 except tf.errors.DataLossError as e:
+                    if count == 1 and at > 0:  # the failed call applied no step: keep those done
+                        save()
                     raise data_error(e) from None
                 at += count
                 step.assign(at)
@@ -345,6 +349,7 @@ def _train(config, workdir, strategy, chief, scratch):
                 result = steps.evaluate(eval_centre, eval_ds(config.input.eval_split, False)(),
                                         stop=lambda: bool(stopper.requested))
             except tf.errors.DataLossError as e:
+                save()  # the epoch's steps; the resumed run redoes its validation
                 raise data_error(e) from None
             if result is None:  # a signal during the validation pass: it is redone on resume
                 return stop(stopper, "during validation")
