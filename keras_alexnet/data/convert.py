@@ -149,7 +149,7 @@ def _convert_locked(src, source, input_dir, out, split, num_shards, num_workers,
                   quality=quality, stats=split == "train", stats_size=resize or stats_size)
              for name, items in zip(names, shards) if not shard_writer.is_complete(out, name)]
     todo = sum(len(t["items"]) for t in tasks)
-    workers = num_workers or os.cpu_count() or 1
+    workers = num_workers or shard_writer.available_cpus()
     stream.write(f"{split}: {found} files from {input_dir or source} -> {num_shards} shards in {out}"
                  f" ({min(workers, len(tasks))} worker processes)\n")
     if todo < found:

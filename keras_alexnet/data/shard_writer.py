@@ -30,6 +30,23 @@ class BadImage(ValueError):
     """An input that cannot become an RGB JPEG; the message is the report's reason."""
 
 
+def available_cpus(cgroup_root="/sys/fs/cgroup"):
+    """The CPUs this process may run on: its affinity (taskset, a container's cpuset), capped by
+    a cgroup v2 CPU quota (docker --cpus=2 on a 64-core host: 2), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        with open(os.path.join(cgroup_root, "cpu.max")) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):  # cgroup v1, or no quota file
+        pass
+    return max(1, cpus)
+
+
 def default_num_shards(num_examples):
     """About 1250 images per shard (1024 shards for ILSVRC's 1.28M), at least 8, at most 1024."""
     return int(min(1024, max(min(8, num_examples), -(-num_examples // 1250))))
@@ -325,11 +342,31 @@ def run_tasks(tasks, num_workers, progress):
                                  "and kept: run the same command again to write the rest")
             # A worker that died between shards: the others take the remaining ones.
     finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in procs:
-            proc.join(5)
+        _stop_workers(procs)
+        _remove_temporaries(tasks)
         task_queue.cancel_join_thread()
         results.cancel_join_thread()
     return counter.value
+
+
+def _stop_workers(procs):
+    """Terminates the workers and waits until they are gone (killed if they do not stop)."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _remove_temporaries(tasks):
+    """The half-written files of this run's shards, left by workers stopped mid-shard."""
+    for task in tasks:
+        shard = os.path.join(task["out"], task["name"])
+        for path in (shard, layout.part_path(task["out"], task["name"], "npz"),
+                     layout.part_path(task["out"], task["name"], "json")):
+            tmp = layout.temporary_path(path)
+            if os.path.exists(tmp):
+                os.remove(tmp)
