@@ -5,6 +5,16 @@ Used where the programs write much: make_tfrecords' shards, the demo data, check
 import errno
 
 _ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(OSError):
+    """A write failed for a full disk; str() is the sentence (sentence()) the programs print."""
+
+    def __init__(self, text):
+        super().__init__(errno.ENOSPC, text)
+
+    def __str__(self):
+        return self.strerror
 _MESSAGES = ("No space left on device", "Disk quota exceeded")
 
 

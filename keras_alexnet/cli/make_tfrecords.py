@@ -44,6 +44,7 @@ def main(argv):
         raise app.UsageError("--input_dir is required for --source " + FLAGS.source)
     from keras_alexnet.data import convert
     from keras_alexnet.data.shard_writer import WorkerDied
+    from keras_alexnet.disk_full import DiskFull
     from keras_alexnet.data.sources import SourceError
     signal.signal(signal.SIGTERM, _interrupt)  # systemd, docker stop, timeout: as Ctrl-C
     try:
@@ -52,7 +53,7 @@ def main(argv):
                         resize=FLAGS.resize, quality=FLAGS.quality,
                         tfds_data_dir=FLAGS.tfds_data_dir, devkit_dir=FLAGS.devkit_dir,
                         stats_size=FLAGS.stats_size, class_names=FLAGS.class_names)
-    except (SourceError, convert.OutputError) as e:
+    except (SourceError, convert.OutputError, DiskFull) as e:
         sys.stderr.write(f"make_tfrecords: error: {e}\n")
         sys.exit(2)
     except WorkerDied as e:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from keras_alexnet import locking
+from keras_alexnet import disk_full, locking
 from keras_alexnet import progress as progress_lib
 from keras_alexnet.data import layout, shard_writer
 from keras_alexnet.data import stats as stats_lib
@@ -126,8 +126,26 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
         advice="two converters in one folder would overwrite each other's files: wait for it to end",
         makedirs=os.path.join(out, layout.PARTS_DIR))
     with lock:
-        return _convert_locked(src, source, input_dir, out, split, num_shards, num_workers, resize,
-                               quality, stats_size, stream)
+        try:
+            return _convert_locked(src, source, input_dir, out, split, num_shards, num_workers,
+                                   resize, quality, stats_size, stream)
+        except Exception as e:  # noqa: BLE001  a worker's error may come back as a RuntimeError
+            if not disk_full.is_disk_full(e):
+                raise
+            raise disk_full.DiskFull(disk_full.sentence(
+                out, f"writing the {split} shards", _space_needed(out, split, num_shards))) from None
+
+
+def _space_needed(out, split, num_shards):
+    """'about N MB for the K shards left', from the shards already complete."""
+    names = layout.shard_names(split, num_shards)
+    done = [os.path.getsize(os.path.join(out, n)) for n in names
+            if shard_writer.is_complete(out, n)]
+    left = num_shards - len(done)
+    if not done:
+        return f"room for {left} shards"
+    megabytes = max(1, round(sum(done) / len(done) * left / 1e6))
+    return f"about {megabytes:,} MB for the {left} shards left"
 
 
 def _convert_locked(src, source, input_dir, out, split, num_shards, num_workers, resize, quality,

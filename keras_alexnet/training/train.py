@@ -29,7 +29,8 @@ from keras_alexnet import model as model_lib
 from keras_alexnet import progress
 from keras_alexnet.config import ConfigError
 from keras_alexnet.data import layout
-from keras_alexnet.training import distribute, reporting, steps, workdir as workdir_lib
+from keras_alexnet.training import checkpoint_save, distribute, reporting, steps
+from keras_alexnet.training import workdir as workdir_lib
 from keras_alexnet.training.schedule import PlateauSchedule
 
 
@@ -202,6 +203,8 @@ def _train(config, workdir, strategy, chief, scratch):
             workdir_lib.write_config(stored, workdir)
             for note in filter(None, [workdir_lib.repair_state(workdir_lib.best_dir(workdir))]):
                 sys.stderr.write(f"warning: {note}\n")
+            for folder in (workdir_lib.checkpoints_dir(workdir), workdir_lib.best_dir(workdir)):
+                checkpoint_save.remove_abandoned_temporaries(folder)  # of saves killed mid-way
         except ConfigError as e:
             failure = e
         except OSError as e:  # a full disk, a read-only folder
@@ -259,11 +262,7 @@ def _train(config, workdir, strategy, chief, scratch):
             reporter.event("diverged", int(step), epoch=int(epoch), loss=float("nan"))
             raise NonFiniteLossError(f"non-finite weights at step {int(step)}; not saving, the last "
                                      f"good checkpoint is {manager.latest_checkpoint}")
-        # A second save at one step (the epoch's end after a periodic save) replaces the first:
-        # its files go first, so a kill during the save leaves a missing latest checkpoint,
-        # which a resumed run skips, never one file of each save (a checksum error).
-        workdir_lib.remove_checkpoint(os.path.join(mgr.directory, f"ckpt-{int(step)}"))
-        path = mgr.save(checkpoint_number=int(step))
+        path = checkpoint_save.save_checkpoint(mgr, int(step))  # a full disk: a sentence
         reporter.event("checkpoint", int(step), epoch=int(epoch), path=path)
 
     def stop(stopper, where):
