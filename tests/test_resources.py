@@ -4,16 +4,15 @@ import os
 
 import fixtures as fx
 from keras_alexnet.data import convert as convert_lib
-from keras_alexnet.data import shard_writer
 
 
 def test_available_cpus_follow_affinity_and_the_cgroup_quota(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
     (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker --cpus=1.5
-    assert shard_writer.available_cpus(str(tmp_path)) == 2
+    assert convert_lib.available_cpus(str(tmp_path)) == 2
     (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert shard_writer.available_cpus(str(tmp_path)) == 8
-    assert shard_writer.available_cpus(str(tmp_path / "no-cgroup")) == 8
+    assert convert_lib.available_cpus(str(tmp_path)) == 8
+    assert convert_lib.available_cpus(str(tmp_path / "no-cgroup")) == 8
 
 
 def test_make_tfrecords_starts_one_worker_under_taskset_c_0(monkeypatch, tmp_path):

@@ -20,6 +20,23 @@ from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.data.sources import SourceError, open_source
 
 
+def available_cpus(cgroup_root="/sys/fs/cgroup"):
+    """The CPUs this process may run on: its affinity (taskset, a container's cpuset), capped by
+    a cgroup v2 CPU quota (docker --cpus=2 on a 64-core host: 2), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        with open(os.path.join(cgroup_root, "cpu.max")) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):  # cgroup v1, or no quota file
+        pass
+    return max(1, cpus)
+
+
 class OutputError(ValueError):
     """The output folder holds something this run must not touch."""
 
@@ -167,7 +184,7 @@ def _convert_locked(src, source, input_dir, out, split, num_shards, num_workers,
                   quality=quality, stats=split == "train", stats_size=resize or stats_size)
              for name, items in zip(names, shards) if not shard_writer.is_complete(out, name)]
     todo = sum(len(t["items"]) for t in tasks)
-    workers = num_workers or shard_writer.available_cpus()
+    workers = num_workers or available_cpus()
     stream.write(f"{split}: {found} files from {input_dir or source} -> {num_shards} shards in {out}"
                  f" ({min(workers, len(tasks))} worker processes)\n")
     if todo < found:

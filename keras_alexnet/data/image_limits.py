@@ -20,8 +20,17 @@ phone pictures, and below Pillow's own decompression-bomb warning (89.5 million)
 about 50 MB of float32 pixels. This module is the data layer's: it imports neither
 TensorFlow nor serving/.
 """
+import io
+import warnings
+
+from PIL import Image
+
 MAX_DECODED_PIXELS = 1 << 26  # 67,108,864 = 8192 x 8192
 MAX_RESIZED_PIXELS = 1 << 22  # 4,194,304 = 256 x 16384
+
+
+class TooLarge(ValueError):
+    """An image over a bound; the message is size_problem's."""
 
 
 def resized_size(width, height, size):
@@ -48,3 +57,30 @@ def size_problem(width, height, size):
                 f"of {size}, exceeds the limit of {MAX_RESIZED_PIXELS:,} resized pixels (aspect "
                 "ratio too extreme)")
     return None
+
+
+def open_bounded(data, resize, target):
+    """The opened (not yet decoded) Pillow image; TooLarge when size_problem says so.
+
+    JPEGs are set to decode at libjpeg's reduced scale first (resize > 0), so the
+    bound applies to the pixels decoded, as in the export's graph. Pillow's own
+    decompression-bomb check is replaced by this one: it counts the pixels before
+    that reduction (refusing a phone's 200-megapixel JPEG the graph serves), not the
+    resize target (a 1 x 20000 PNG of 140 bytes passed it and took 6 GB), and its
+    warning would be printed into the progress bar.
+    """
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    w, h = img.size
+    if resize and img.format == "JPEG" and min(w, h) > 0:
+        # Let libjpeg decode at a reduced scale when the image is much larger.
+        img.draft("RGB", (w * resize // min(w, h), h * resize // min(w, h)))
+    problem = size_problem(*img.size, target)
+    if problem:
+        raise TooLarge(problem)
+    return img

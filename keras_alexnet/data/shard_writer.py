@@ -14,7 +14,6 @@ import queue
 import random
 import signal
 import traceback
-import warnings
 
 import numpy as np
 from PIL import Image
@@ -28,23 +27,6 @@ SHUFFLE_SEED = 2012  # fixed: re-running the same command gives the same shards
 
 class BadImage(ValueError):
     """An input that cannot become an RGB JPEG; the message is the report's reason."""
-
-
-def available_cpus(cgroup_root="/sys/fs/cgroup"):
-    """The CPUs this process may run on: its affinity (taskset, a container's cpuset), capped by
-    a cgroup v2 CPU quota (docker --cpus=2 on a 64-core host: 2), at least 1."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    try:
-        with open(os.path.join(cgroup_root, "cpu.max")) as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, -(-int(quota) // int(period)))
-    except (OSError, ValueError):  # cgroup v1, or no quota file
-        pass
-    return max(1, cpus)
 
 
 def default_num_shards(num_examples):
@@ -84,33 +66,6 @@ def _paper_resize(img, size):
     return img.crop((left, top, left + size, top + size))
 
 
-def _open_bounded(data, resize, target):
-    """The opened (not yet decoded) image, refused with BadImage when image_limits says so.
-
-    JPEGs are set to decode at libjpeg's reduced scale first (resize > 0), so the
-    bound applies to the pixels decoded, as in the export's graph. Pillow's own
-    decompression-bomb check is replaced by this one: it counts the pixels before
-    that reduction (refusing a phone's 200-megapixel JPEG the graph serves), not the
-    resize target (a 1 x 20000 PNG of 140 bytes passed it and took 6 GB), and its
-    warning would be printed into the progress bar.
-    """
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-    w, h = img.size
-    if resize and img.format == "JPEG" and min(w, h) > 0:
-        # Let libjpeg decode at a reduced scale when the image is much larger.
-        img.draft("RGB", (w * resize // min(w, h), h * resize // min(w, h)))
-    problem = image_limits.size_problem(*img.size, target)
-    if problem:
-        raise BadImage(f"too large: {problem}")
-    return img
-
-
 def convert_image(data, resize, quality=90, stats_size=256):
     """Encoded bytes -> (RGB JPEG bytes, uint8 pixels as the reader decodes them, mean view).
 
@@ -121,11 +76,11 @@ def convert_image(data, resize, quality=90, stats_size=256):
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
-        img = _open_bounded(data, resize, resize or stats_size)
+        img = image_limits.open_bounded(data, resize, resize or stats_size)
         source_format, source_mode = img.format, img.mode
         img.load()  # raises on truncated data
-    except BadImage:
-        raise
+    except image_limits.TooLarge as e:
+        raise BadImage(f"too large: {e}") from e
     except Image.UnidentifiedImageError as e:
         raise BadImage("not an image (unidentified format)") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
