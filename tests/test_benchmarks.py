@@ -76,7 +76,7 @@ def test_bin_benchmark_infer_prints_one_json_line():
 
 def test_bin_benchmark_refuses_unknown_benchmarks_and_missing_flags():
     unknown = _benchmark("fly")
-    assert unknown.returncode != 0 and "train|trainer|infer|lrn|input|serve|memory" in unknown.stderr
+    assert unknown.returncode != 0 and "train|trainer|infer|lrn|input|serve|memory|request_memory" in unknown.stderr
     serve = _benchmark("serve")
     assert serve.returncode != 0 and "--saved_model" in serve.stderr
     trainer = _benchmark("trainer")

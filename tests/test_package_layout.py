@@ -7,7 +7,8 @@ import keras_alexnet
 PACKAGE = os.path.dirname(keras_alexnet.__file__)
 # Each part may import its own layer and the ones before it, never one after it.
 LAYERS = [
-    {"config", "model", "layers", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking"},  # top-level
+    {"config", "model", "layers", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking",
+     "disk_full"},  # top-level
     {"data"},
     {"training"},
     {"serving"},

@@ -8,6 +8,7 @@
     bin/benchmark trainer --data=DATA --batch_size=128 --precision=auto --warmup=10 --steps=50
     bin/benchmark serve --saved_model=runs/bench/models/alexnet [--images='DIR/*/*.JPEG'] --batch_size=32
     bin/benchmark memory --batch_size=128 --steps=3
+    bin/benchmark request_memory --saved_model=runs/bench/models/alexnet
 
 train times the step bin/train runs (loss, the paper's weight decay, momentum);
 lrn times the network's two LRN layers alone, forward and gradient, as training runs them;
@@ -15,7 +16,8 @@ trainer times bin/train's whole loop on a TFRecord folder (input pipeline, strat
 steps_per_loop, the host's reads every log_every_steps = gcd(warmup, steps));
 train, infer and input print the same keys as ../shared/bench/seed_reference.py,
 so the two can be run alternately and their ratio quoted. serve exports a random
-full-size model to --saved_model first if it holds no version.
+full-size model to --saved_model first if it holds no version; request_memory too, and then
+sends crafted images one at a time (benchmarks/request_memory.py: a request's peak memory).
 """
 import json
 import os
@@ -52,7 +54,7 @@ flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per rou
                      lower_bound=1)
 flags.DEFINE_integer("rounds", 3, "serve: alternating rounds.", lower_bound=1)
 
-WHAT = ("train", "trainer", "infer", "lrn", "input", "serve", "memory")
+WHAT = ("train", "trainer", "infer", "lrn", "input", "serve", "memory", "request_memory")
 
 
 def _rate(what):
@@ -99,6 +101,14 @@ def _main(argv):
         print(json.dumps({"system": "keras_alexnet", "what": what, **serving.serving_benchmark(
             FLAGS.saved_model, images, requests=FLAGS.requests, batches=FLAGS.steps,
             batch_size=FLAGS.batch_size, rounds=FLAGS.rounds)}))
+        return
+    if what == "request_memory":
+        if not FLAGS.saved_model:
+            raise app.UsageError("benchmark request_memory needs --saved_model=PATH")
+        from keras_alexnet.benchmarks import request_memory
+        print(json.dumps({"system": "keras_alexnet", "what": what, "saved_model": FLAGS.saved_model,
+                          "load_avg_1min": round(os.getloadavg()[0], 2),
+                          "results": request_memory.request_memory(FLAGS.saved_model)}))
         return
     if what == "memory":
         from keras_alexnet.benchmarks import memory

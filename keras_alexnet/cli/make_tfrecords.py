@@ -8,6 +8,7 @@
 Writes OUT/{split}-00000-of-NNNNN shards, OUT/labels.txt, OUT/stats.npz (train
 split), OUT/report-{split}.json/.tsv. Re-running the same command resumes.
 """
+import signal
 import sys
 
 from absl import app, flags
@@ -21,7 +22,8 @@ flags.DEFINE_string("output_dir", None, "Folder for shards, labels.txt, stats.np
 flags.DEFINE_enum("split", "train", ["train", "validation", "test"], "Which split to write.")
 flags.DEFINE_integer("num_shards", None, "Shards for this split (default: ~1250 images each, 8..1024).",
                      lower_bound=1)
-flags.DEFINE_integer("num_workers", None, "Worker processes (default: all cores).", lower_bound=1)
+flags.DEFINE_integer("num_workers", None, "Worker processes (default: the CPUs this process may use, "
+                     "by its affinity and cgroup quota).", lower_bound=1)
 flags.DEFINE_integer("resize", 256, "Shorter side to this, central square crop, re-encode; "
                      "0 keeps the original bytes of RGB JPEGs.", lower_bound=0)
 flags.DEFINE_integer("quality", 90, "JPEG quality of re-encoded images (1-100).",
@@ -42,23 +44,32 @@ def main(argv):
         raise app.UsageError("--input_dir is required for --source " + FLAGS.source)
     from keras_alexnet.data import convert
     from keras_alexnet.data.shard_writer import WorkerDied
+    from keras_alexnet.disk_full import DiskFull
     from keras_alexnet.data.sources import SourceError
+    signal.signal(signal.SIGTERM, _interrupt)  # systemd, docker stop, timeout: as Ctrl-C
     try:
         convert.convert(FLAGS.source, FLAGS.input_dir, FLAGS.output_dir, split=FLAGS.split,
                         num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
                         resize=FLAGS.resize, quality=FLAGS.quality,
                         tfds_data_dir=FLAGS.tfds_data_dir, devkit_dir=FLAGS.devkit_dir,
                         stats_size=FLAGS.stats_size, class_names=FLAGS.class_names)
-    except (SourceError, convert.OutputError) as e:
+    except (SourceError, convert.OutputError, DiskFull) as e:
         sys.stderr.write(f"make_tfrecords: error: {e}\n")
         sys.exit(2)
     except WorkerDied as e:
         sys.stderr.write(f"\nmake_tfrecords: error: {e}\n")
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write("\nmake_tfrecords: interrupted; complete shards are kept, "
-                         "run the same command again to finish\n")
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.stderr.write(f"\nmake_tfrecords: {e or 'interrupted'}; the worker processes are "
+                         "stopped and temporary shards removed, complete shards are kept: run "
+                         "the same command again to finish\n")
+        sys.exit(143 if e else 130)
+
+
+def _interrupt(signum, frame):
+    """SIGTERM raises where the program is, as Ctrl-C does: the same clean-up runs."""
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def run():

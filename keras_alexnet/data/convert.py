@@ -13,11 +13,28 @@ import time
 
 import numpy as np
 
-from keras_alexnet import locking
+from keras_alexnet import disk_full, locking
 from keras_alexnet import progress as progress_lib
 from keras_alexnet.data import layout, shard_writer
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.data.sources import SourceError, open_source
+
+
+def available_cpus(cgroup_root="/sys/fs/cgroup"):
+    """The CPUs this process may run on: its affinity (taskset, a container's cpuset), capped by
+    a cgroup v2 CPU quota (docker --cpus=2 on a 64-core host: 2), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        with open(os.path.join(cgroup_root, "cpu.max")) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):  # cgroup v1, or no quota file
+        pass
+    return max(1, cpus)
 
 
 class OutputError(ValueError):
@@ -126,8 +143,26 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
         advice="two converters in one folder would overwrite each other's files: wait for it to end",
         makedirs=os.path.join(out, layout.PARTS_DIR))
     with lock:
-        return _convert_locked(src, source, input_dir, out, split, num_shards, num_workers, resize,
-                               quality, stats_size, stream)
+        try:
+            return _convert_locked(src, source, input_dir, out, split, num_shards, num_workers,
+                                   resize, quality, stats_size, stream)
+        except Exception as e:  # noqa: BLE001  a worker's error may come back as a RuntimeError
+            if not disk_full.is_disk_full(e):
+                raise
+            raise disk_full.DiskFull(disk_full.sentence(
+                out, f"writing the {split} shards", _space_needed(out, split, num_shards))) from None
+
+
+def _space_needed(out, split, num_shards):
+    """'about N MB for the K shards left', from the shards already complete."""
+    names = layout.shard_names(split, num_shards)
+    done = [os.path.getsize(os.path.join(out, n)) for n in names
+            if shard_writer.is_complete(out, n)]
+    left = num_shards - len(done)
+    if not done:
+        return f"room for {left} shards"
+    megabytes = max(1, round(sum(done) / len(done) * left / 1e6))
+    return f"about {megabytes:,} MB for the {left} shards left"
 
 
 def _convert_locked(src, source, input_dir, out, split, num_shards, num_workers, resize, quality,
@@ -149,7 +184,7 @@ def _convert_locked(src, source, input_dir, out, split, num_shards, num_workers,
                   quality=quality, stats=split == "train", stats_size=resize or stats_size)
              for name, items in zip(names, shards) if not shard_writer.is_complete(out, name)]
     todo = sum(len(t["items"]) for t in tasks)
-    workers = num_workers or os.cpu_count() or 1
+    workers = num_workers or available_cpus()
     stream.write(f"{split}: {found} files from {input_dir or source} -> {num_shards} shards in {out}"
                  f" ({min(workers, len(tasks))} worker processes)\n")
     if todo < found:

@@ -98,18 +98,42 @@ def make_demo_tfrecords(data_dir, *, num_classes=10, images_per_class=200, image
     num_workers=1 converts in this process: a few thousand small images take
     seconds, less than starting worker processes that each import TensorFlow.
     """
+    from keras_alexnet import disk_full
     from keras_alexnet.data import convert, layout
+    parent = os.path.dirname(os.path.abspath(data_dir))
+    _remove_leftover_images(parent)
     if os.path.exists(os.path.join(data_dir, layout.STATS_FILENAME)) and \
             layout.splits_complete(data_dir, ("train", "validation")):
         return data_dir
-    tmp = tempfile.mkdtemp(prefix="alexnet-demo-images-")
+    # Beside data_dir (in the workdir), not in /tmp: a run killed here (SIGTERM, kill -9)
+    # leaves it where the next run finds it and removes it.
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=_IMAGES_PREFIX, dir=parent)
     try:
         make_demo_images(tmp, num_classes=num_classes, images_per_class=images_per_class,
                          image_size=image_size, seed=seed)
         for split, folder in (("train", "train"), ("validation", "val")):
             convert.convert("imagefolder", os.path.join(tmp, folder), data_dir, split=split,
                             num_shards=2, num_workers=num_workers, resize=image_size)
+    except OSError as e:
+        if not disk_full.is_disk_full(e):
+            raise
+        # The drawn images and their shards: JPEGs of about a tenth of their pixels' bytes.
+        size = images_per_class * 5 // 4 * num_classes * image_size ** 2 * 3 // 10 // 1_000_000
+        raise disk_full.DiskFull(disk_full.sentence(
+            parent, "generating the demo data", f"about {2 * size + 1} MB")) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return data_dir
+
+
+_IMAGES_PREFIX = ".demo-images-"  # the images drawn before conversion, removed after it
+
+
+def _remove_leftover_images(parent):
+    """The image folders of demo-data generations that were killed (only this module's names)."""
+    if os.path.isdir(parent):
+        for name in os.listdir(parent):
+            if name.startswith(_IMAGES_PREFIX):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 

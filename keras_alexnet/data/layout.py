@@ -73,27 +73,46 @@ def _in(path_or_dir, filename):
 
 # -- damaged shards -----------------------------------------------------------------------------
 
-def tfrecord_damage(path):
-    """Why a TFRecord file is cut short or garbled, or None: walks its record headers only.
+def walk_tfrecord(path, keep_first=False):
+    """(records, why the file is cut short or garbled or None, first record's data or None).
 
-    A record is [length u64][crc u32][data][crc u32]; a file that ends inside a record (a
-    copy cut short, a full disk) or whose length field is garbage shows here without reading
-    the images. (Flipped bits inside the data show only as a CRC error when read.)
+    Walks the record headers only: a record is [length u64][crc u32][data][crc u32]; a
+    file that ends inside a record (a copy cut short, a full disk) or whose length field is
+    garbage shows here without reading the images. (Flipped bits inside the data show only
+    as a CRC error when read.) keep_first: also read the first record's data.
     """
+    first = None
     with tf.io.gfile.GFile(path, "rb") as f:
         size, offset, count = f.size(), 0, 0
         while offset < size:
             f.seek(offset)
             header = f.read(12)
             if len(header) < 12:
-                return (f"cut short: {size - offset} stray bytes after record {count} "
-                        f"(file size {size:,} bytes)")
+                return count, (f"cut short: {size - offset} stray bytes after record {count} "
+                               f"(file size {size:,} bytes)"), first
             length = struct.unpack("<Q", header[:8])[0]
             end = offset + 12 + length + 4
             if end > size:
-                return (f"cut short or corrupt: record {count} at byte {offset:,} claims "
-                        f"{length:,} bytes, the file ends at {size:,}")
+                return count, (f"cut short or corrupt: record {count} at byte {offset:,} claims "
+                               f"{length:,} bytes, the file ends at {size:,}"), first
+            if keep_first and count == 0:
+                first = f.read(length)
             offset, count = end, count + 1
+    return count, None, first
+
+
+def tfrecord_damage(path):
+    """Why a TFRecord file is cut short or garbled, or None (walk_tfrecord's second value)."""
+    return walk_tfrecord(path)[1]
+
+
+def _checksum_failure(files):
+    """(path, why) of the first file whose records fail their checksums when read, or None."""
+    for path in files:
+        try:
+            tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1).numpy()
+        except tf.errors.DataLossError as e:
+            return path, (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
     return None
 
 
@@ -102,6 +121,11 @@ def describe_data_loss(error, patterns):
     files = sorted({f for p in patterns for f in tf.io.gfile.glob(str(p))})
     damaged = [(f, why) for f in files for why in [tfrecord_damage(f)] if why]
     detail = (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
+    if not damaged:
+        # Flipped bits inside a record: only reading the records finds the shard.
+        found = _checksum_failure(files)
+        if found:
+            damaged = [(found[0], f"a record fails its checksum, flipped bits ({found[1]})")]
     if not damaged:
         return (f"a TFRecord shard is corrupt ({detail}); its record framing looks whole, so "
                 f"flipped bits inside a record are likely: check {len(files)} shards with "
@@ -114,6 +138,12 @@ def describe_data_loss(error, patterns):
 
 # -- atomic writes -----------------------------------------------------------------------------
 
+def temporary_path(path):
+    """The hidden name atomic_output writes `path` under until it is complete."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, f".{name}.tmp{os.path.splitext(name)[1]}")
+
+
 @contextlib.contextmanager
 def atomic_output(path):
     """Yields a hidden temporary path beside `path`; renames it to `path` if the block succeeds.
@@ -121,8 +151,7 @@ def atomic_output(path):
     The temporary name starts with a dot (no shard glob matches it) and keeps the
     extension (np.savez would otherwise append ".npz"). On an exception it is removed.
     """
-    folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f".{name}.tmp{os.path.splitext(name)[1]}")
+    tmp = temporary_path(path)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -18,7 +18,7 @@ import traceback
 import numpy as np
 from PIL import Image
 
-from keras_alexnet.data import layout
+from keras_alexnet.data import image_limits, layout
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.data.sources import read_items
 
@@ -76,14 +76,10 @@ def convert_image(data, resize, quality=90, stats_size=256):
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = image_limits.open_bounded(data, resize, resize or stats_size)
         source_format, source_mode = img.format, img.mode
-        if resize and source_format == "JPEG":
-            # Let libjpeg decode at a reduced scale when the image is much larger.
-            w, h = img.size
-            img.draft("RGB", (w * resize // min(w, h), h * resize // min(w, h)))
         img.load()  # raises on truncated data
-    except Image.DecompressionBombError as e:
+    except image_limits.TooLarge as e:
         raise BadImage(f"too large: {e}") from e
     except Image.UnidentifiedImageError as e:
         raise BadImage("not an image (unidentified format)") from e
@@ -287,11 +283,8 @@ def run_tasks(tasks, num_workers, progress):
             _raise_if_lost(procs, running, done, tasks)
             # A worker that died between shards: the others take the remaining ones.
     finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in procs:
-            proc.join(5)
+        _stop_workers(procs)
+        _remove_temporaries(tasks)
         task_queue.cancel_join_thread()
         results.cancel_join_thread()
     return counter.value
@@ -315,3 +308,26 @@ def _raise_if_lost(procs, running, done, tasks):
                else "the worker processes ended")
         raise WorkerDied(f"{who}; {done} of {len(tasks)} shards of this run are complete "
                          "and kept: run the same command again to write the rest")
+
+
+def _stop_workers(procs):
+    """Terminates the workers and waits until they are gone (killed if they do not stop)."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _remove_temporaries(tasks):
+    """The half-written files of this run's shards, left by workers stopped mid-shard."""
+    for task in tasks:
+        shard = os.path.join(task["out"], task["name"])
+        for path in (shard, layout.part_path(task["out"], task["name"], "npz"),
+                     layout.part_path(task["out"], task["name"], "json")):
+            tmp = layout.temporary_path(path)
+            if os.path.exists(tmp):
+                os.remove(tmp)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import evaluation, progress
-from keras_alexnet.data import input_pipeline, layout
+from keras_alexnet.data import checks, input_pipeline, layout
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.serving import export, restore
 
@@ -137,6 +137,9 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
     """Result of WORKDIR's checkpoint on the TFRecords matching `data`."""
     run = restore.restore_run(workdir, checkpoint, data_dir=data_dir)
     check_labels(data, run.synsets, f"the run in {workdir}", stream)
+    checks.check_evaluation_data(input_pipeline.list_shards(data), f"--data {data}",
+                                 run.label_offset, len(run.synsets),
+                                 f"the run's, in {workdir}")
     dataset = input_pipeline.make_dataset(
         data, batch_size, training=False, stats=stats_lib.load_stats(run.data_dir),
         image_size=run.image_size, label_offset=run.label_offset, ten_crop=ten_crop,
@@ -172,6 +175,8 @@ def evaluate_saved_model(saved_model, data, *, ten_crop=False, batch_size=64, st
     signature = loaded.signatures["ten_crop" if ten_crop else "serving_default"]
     offset = int(metadata.get("label_offset", 0))
     files = input_pipeline.list_shards(data)
+    checks.check_evaluation_data(files, f"--data {data}", offset, len(loaded.synsets.numpy()),
+                                 f"the exported run's, in {path}")
     dataset = tf.data.TFRecordDataset(files)
     dataset = dataset.map(lambda r: input_pipeline.parse_example(r, offset)).batch(batch_size)
     batches = ((signature(image_bytes=images)["probabilities"].numpy(), labels.numpy())

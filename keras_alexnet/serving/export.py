@@ -16,7 +16,7 @@ The SavedModel is a `tf.Module` around the Keras model's call (LRN and the
 tower convolutions trace into plain TensorFlow ops: no XLA, no custom ops) with
 three signatures:
 
-    serving_default  image_bytes string [None]     JPEG/PNG/GIF/BMP files, the paper's
+    serving_default  image_bytes string [None]     JPEG/PNG/GIF/BMP/WebP files, the paper's
                                                    evaluation preprocessing in the graph
     predict_images   images float32 [None, S, S, 3] already preprocessed
     ten_crop         image_bytes string [None]     softmax averaged over the paper's 10 patches
@@ -38,7 +38,7 @@ from absl import logging
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
 from keras_alexnet.data.preprocessing import crop_centre, ten_crops
-from keras_alexnet.serving import model_card
+from keras_alexnet.serving import image_size, model_card
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
 
@@ -122,8 +122,13 @@ class ServingModule(tf.Module):
 
     def _preprocess_bytes(self, image_bytes):
         size = self.image_size
-        return tf.map_fn(self.preprocess, check_request(image_bytes),
+        return tf.map_fn(self.preprocess, self._check(image_bytes),
                          fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+    def _check(self, image_bytes):
+        """The request, once no entry is empty, of an unknown format or too large to decode."""
+        return image_size.check_sizes(check_request(image_bytes), self.resize,
+                                      draft=bool(self.jpeg_quality))
 
     def _serve(self, image_bytes):
         return self._outputs(self._probabilities(self._preprocess_bytes(image_bytes)))
@@ -133,14 +138,15 @@ class ServingModule(tf.Module):
 
     def _ten_crop(self, image_bytes):
         size = self.image_size
-        crops = tf.map_fn(self.preprocess_ten_crops, check_request(image_bytes),
+        crops = tf.map_fn(self.preprocess_ten_crops, self._check(image_bytes),
                           fn_output_signature=tf.TensorSpec([10, size, size, 3], tf.float32))
         return self._outputs(self._probabilities(crops))
 
 
 # The formats the serving graph decodes, by their first bytes (tf.io.decode_image's list).
-_SIGNATURES = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG"), (0, b"GIF8"), (0, b"BM"), (8, b"WEBP"),
-               (0, b"\xff\x0a"), (3, b"\x0cJXL "))
+# JPEG XL, which tf.io.decode_image also reads, is left out: its size cannot be read from a
+# fixed place in its header, so image_size.py could not bound it before decoding.
+_SIGNATURES = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG"), (0, b"GIF8"), (0, b"BM"), (8, b"WEBP"))
 
 
 def check_request(image_bytes):
@@ -159,7 +165,8 @@ def check_request(image_bytes):
     checks = []
     for bad, what in ((empty, "is empty (0 bytes)"),
                       (tf.logical_and(tf.logical_not(empty), tf.logical_not(known)),
-                       "is not an image (JPEG, PNG, GIF, BMP, WebP)")):
+                       "is not an image in a format the model reads (JPEG, PNG, GIF, BMP, "
+                       "WebP; TIFF and others: convert to PNG)")):
         # The first bad index (a sentinel keeps argmax defined on an empty batch).
         index = tf.argmax(tf.concat([tf.cast(bad, tf.int32), [1]], 0), output_type=tf.int32)
         checks.append(tf.debugging.Assert(

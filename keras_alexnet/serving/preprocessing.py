@@ -52,16 +52,23 @@ def _decode_jpeg(image_bytes, size):
 
 
 def _decode_other(image_bytes):
-    """PNG/GIF/BMP/WebP as RGB; alpha composited onto white, like the writer's _flatten_alpha."""
+    """PNG/GIF/BMP/WebP as RGB; alpha composited onto white, like the writer's _flatten_alpha.
+
+    Only images with alpha take the float32 path (16 bytes a pixel): an opaque image of
+    image_limits' largest size stays within its uint8 pixels.
+    """
     image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False, dtype=tf.uint8)
-    gray, opaque = image[..., :1], tf.fill(tf.shape(image[..., :1]), tf.constant(255, tf.uint8))
-    # Channels 1..4: gray, gray + alpha, RGB, RGBA; each made RGBA first.
-    rgba = tf.switch_case(tf.shape(image)[-1] - 1, [
-        lambda: tf.concat([gray, gray, gray, opaque], -1),
-        lambda: tf.concat([gray, gray, gray, image[..., 1:2]], -1),
-        lambda: tf.concat([image[..., :3], opaque], -1),
-        lambda: tf.ensure_shape(image, [None, None, 4])])
-    rgb, alpha = tf.cast(rgba[..., :3], tf.float32), tf.cast(rgba[..., 3:], tf.float32)
+    gray = image[..., :1]
+    # Channels 1..4: gray, gray + alpha, RGB, RGBA.
+    return tf.switch_case(tf.shape(image)[-1] - 1, [
+        lambda: tf.concat([gray, gray, gray], -1),
+        lambda: _flatten_alpha(tf.concat([gray, gray, gray], -1), image[..., 1:2]),
+        lambda: tf.ensure_shape(image[..., :3], [None, None, 3]),
+        lambda: _flatten_alpha(image[..., :3], image[..., 3:])])
+
+
+def _flatten_alpha(rgb, alpha):
+    rgb, alpha = tf.cast(rgb, tf.float32), tf.cast(alpha, tf.float32)
     flat = tf.floor((rgb * alpha + 255.0 * (255.0 - alpha)) / 255.0 + 0.5)
     return tf.cast(flat, tf.uint8)
 

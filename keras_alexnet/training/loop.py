@@ -13,7 +13,6 @@ the best error (TrainState). Each stage takes the state and a Run; none keeps an
 its own between calls, so a test calls any of them directly.
 """
 import dataclasses
-import os
 import sys
 import time
 
@@ -24,7 +23,8 @@ from absl import logging
 
 from keras_alexnet import layers as layers_lib
 from keras_alexnet import progress
-from keras_alexnet.training import distribute, reporting, steps, workdir as workdir_lib
+from keras_alexnet.training import checkpoint_save, distribute, reporting, steps
+from keras_alexnet.training import workdir as workdir_lib
 from keras_alexnet.training.schedule import PlateauSchedule
 
 
@@ -130,11 +130,7 @@ def save(state, run, manager=None):
         run.reporter.event("diverged", step, epoch=epoch, loss=float("nan"))
         raise NonFiniteLossError(f"non-finite weights at step {step}; not saving, the last "
                                  f"good checkpoint is {state.manager.latest_checkpoint}")
-    # A second save at one step (the epoch's end after a periodic save) replaces the first:
-    # its files go first, so a kill during the save leaves a missing latest checkpoint,
-    # which a resumed run skips, never one file of each save (a checksum error).
-    workdir_lib.remove_checkpoint(os.path.join(manager.directory, f"ckpt-{step}"))
-    path = manager.save(checkpoint_number=step)
+    path = checkpoint_save.save_checkpoint(manager, step)  # a full disk: a sentence
     run.reporter.event("checkpoint", step, epoch=epoch, path=path)
 
 
@@ -180,9 +176,14 @@ def train_epoch(state, config, run):
         epoch_end = min(epoch_end, config.max_steps)
     while at < epoch_end:
         count, read_at = _next_call(at, epoch_end, config)
-        pending.append(run.train_step(run.train_iter,
-                                      tf.constant(float(bool(run.stopper.requested))),
-                                      tf.constant(count, tf.int32)))
+        try:
+            pending.append(run.train_step(run.train_iter,
+                                          tf.constant(float(bool(run.stopper.requested))),
+                                          tf.constant(count, tf.int32)))
+        except tf.errors.DataLossError:
+            if count == 1 and at > 0:  # the failed call applied no step: keep those done
+                save(state, run)
+            raise
         at += count
         state.step.assign(at)
         in_epoch = at - ep * spe
@@ -244,8 +245,12 @@ def end_of_epoch(state, config, run):
     ep = int(state.epoch)
     if distribute.any_worker(run.strategy, bool(run.stopper.requested)):
         return _stop(state, run, "before validation")
-    result = steps.evaluate(run.eval_step, run.eval_ds(config.input.eval_split, False)(),
-                            stop=lambda: bool(run.stopper.requested))
+    try:
+        result = steps.evaluate(run.eval_step, run.eval_ds(config.input.eval_split, False)(),
+                                stop=lambda: bool(run.stopper.requested))
+    except tf.errors.DataLossError:
+        save(state, run)  # the epoch's steps; the resumed run redoes its validation
+        raise
     if result is None:  # a signal during the validation pass: it is redone on resume
         return _stop(state, run, "during validation")
     top1, top5, n = result

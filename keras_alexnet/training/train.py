@@ -26,7 +26,8 @@ from keras_alexnet import config as config_lib
 from keras_alexnet import progress
 from keras_alexnet.config import ConfigError
 from keras_alexnet.data import layout
-from keras_alexnet.training import distribute, loop, reporting, steps, workdir as workdir_lib
+from keras_alexnet.training import checkpoint_save, distribute, loop, reporting, steps
+from keras_alexnet.training import workdir as workdir_lib
 # Raised by the loop; cli/train.py and study/runner.py catch it as train.NonFiniteLossError.
 from keras_alexnet.training.loop import NonFiniteLossError  # noqa: F401
 
@@ -83,6 +84,8 @@ def check_data(config):
     if stats is not None and stats.mean_image.shape[0] < config.model.image_size:
         raise ConfigError(f"config.model.image_size={config.model.image_size} is larger than the "
                           f"stored images ({stats.mean_image.shape[0]} px, {stats_path})")
+    from keras_alexnet.training import data_checks
+    data_checks.check_training_data(config)  # shard sets, empty splits, labels: before step 1
     return stats
 
 
@@ -215,6 +218,8 @@ def _prepare(config, workdir, strategy, chief):
             workdir_lib.write_config(stored, workdir)
             for note in filter(None, [workdir_lib.repair_state(workdir_lib.best_dir(workdir))]):
                 sys.stderr.write(f"warning: {note}\n")
+            for folder in (workdir_lib.checkpoints_dir(workdir), workdir_lib.best_dir(workdir)):
+                checkpoint_save.remove_abandoned_temporaries(folder)  # of saves killed mid-way
         except ConfigError as e:
             failure = e
         except OSError as e:  # a full disk, a read-only folder

@@ -4,6 +4,7 @@
     WORKDIR/checkpoints/     every checkpoint.every_steps steps and every epoch
     WORKDIR/best/            the checkpoint with the best validation top-1 error
     WORKDIR/metrics.jsonl    one JSON object per event (reporting.py)
+    WORKDIR/data.json        what identifies the run's data, to follow it when it moves
     WORKDIR/tensorboard/     the same scalars, and the conv1 kernels as an image (reporting.py)
     WORKDIR/.lock            held by the bin/train writing the workdir (locking.py)
 
@@ -28,6 +29,7 @@ CONFIG_FILENAME = "config.json"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 METRICS_FILENAME = "metrics.jsonl"
+DATA_FILENAME = "data.json"  # what identifies the run's data (data_identity.py)
 LOCK_FILENAME = ".lock"
 STATE_FILENAME = "checkpoint"  # tf.train.CheckpointManager's state file in each folder
 # The folder the trainer generates the demo dataset into when config.input.data_dir is empty.
@@ -106,9 +108,14 @@ def config_to_store(config):
 
 
 def write_config(config, workdir):
-    """WORKDIR/config.json: the ConfigDict as JSON, written atomically."""
+    """WORKDIR/config.json: the ConfigDict as JSON, written atomically; and WORKDIR/data.json."""
     os.makedirs(workdir, exist_ok=True)
     layout.atomic_write(os.path.join(workdir, CONFIG_FILENAME), config.to_json(indent=2))
+    data_json = os.path.join(workdir, DATA_FILENAME)
+    if config.input.data_dir and not os.path.exists(data_json) and \
+            os.path.isdir(config.input.data_dir):
+        from keras_alexnet.training import data_identity
+        data_identity.write(data_json, config.input.data_dir, config.input)
 
 
 def read_config(workdir):
@@ -171,10 +178,15 @@ def check_workdir(config, workdir):
             raise ConfigError(f"{workdir} holds checkpoints but no {CONFIG_FILENAME}; refusing to "
                               "train over a run of unknown config")
         return False
-    old_core = _comparable(read_config(workdir))
+    old_config = read_config(workdir)
+    old_core = _comparable(old_config)
     new_core = _comparable(json.loads(config.to_json()))
     if old_core != new_core:
         diffs = sorted(_diff(old_core, new_core))
+        if diffs == ["input.data_dir"]:  # moved data: the same dataset may be resumed on
+            from keras_alexnet.training import data_identity
+            return data_identity.follow_moved_data(
+                old_config, config, os.path.join(workdir, DATA_FILENAME), path)
         raise ConfigError(f"{workdir} holds a run of a different config ({path}); differing fields: "
                           f"{', '.join(diffs[:10])}. Use a new --workdir.")
     return True
