@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import fixtures as fx
-from keras_alexnet.serving import evaluate
+from keras_alexnet.runs import evaluate
 from keras_alexnet.serving import export
 from keras_alexnet.data import input_pipeline
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_alexnet import evaluation
 from keras_alexnet import model as model_lib
-from keras_alexnet.serving import evaluate
+from keras_alexnet.runs import evaluate
 from keras_alexnet.training import steps
 
 NUM_CLASSES = 10  # more than 5: top-5 is not trivially every class

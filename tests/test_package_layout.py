@@ -10,7 +10,9 @@ LAYERS = [
     {"config", "model", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking"},  # top-level
     {"data"},
     {"training"},
+    {"runs"},  # training runs read back: restored, evaluated
     {"serving"},
+    {"report"},
     {"benchmarks"},
     {"study"},
     {"cli"},

@@ -267,7 +267,7 @@ def test_config_json_written_before_lrn_per_tower_rebuilds_cross_tower_lrn(tmp_p
     """Runs trained with LRN across the tower boundary rebuild that network, and a new run's
     per-tower default is refused in their workdir rather than resumed as a different net."""
     import json
-    from keras_alexnet.serving import restore
+    from keras_alexnet.runs import restore
     config = config_lib.get_config()
     config.model.update(num_classes=4, image_size=67, width=0.125, fc_units=16)
     config.input.data_dir = "/data"

@@ -28,8 +28,8 @@ from absl import logging
 
 def random_export(export_dir, seed=0):
     """Exports a randomly initialised paper AlexNet (227 px, 1000 classes); returns (path, model)."""
+    from keras_alexnet.runs import restore
     from keras_alexnet.serving import export
-    from keras_alexnet.serving import restore
 
     kwargs = dict(num_classes=1000, image_size=227, seed=seed)
     model = restore.build_model(kwargs)
@@ -116,7 +116,7 @@ def read_images(pattern, num_images):
 
 def serving_benchmark(saved_model, images, *, requests=60, batches=3, batch_size=32, rounds=3):
     """measure() on an export (a random full-size one is exported first if there is none)."""
-    from keras_alexnet.serving import evaluate, restore
+    from keras_alexnet.runs import evaluate, restore
     model = None
     try:
         path = evaluate.resolve_saved_model(saved_model)

@@ -32,7 +32,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if bool(_WORKDIR.value) == bool(_SAVED_MODEL.value):
         raise app.UsageError("give exactly one of --workdir and --saved_model")
-    from keras_alexnet.serving import evaluate
+    from keras_alexnet.runs import evaluate
     try:
         if _WORKDIR.value:
             result = evaluate.evaluate_checkpoint(

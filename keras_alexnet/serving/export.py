@@ -318,7 +318,7 @@ def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name
 
 def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None, **kwargs):
     """Restores WORKDIR's checkpoint and exports it; returns the new version's path."""
-    from keras_alexnet.serving import restore  # keras_alexnet's model code: export time only
+    from keras_alexnet.runs import restore  # keras_alexnet's model code: export time only
 
     return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir), export_dir,
                       workdir=workdir, **kwargs)

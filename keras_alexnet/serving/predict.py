@@ -12,7 +12,7 @@ import dataclasses
 import tensorflow as tf
 
 from keras_alexnet.serving import client
-from keras_alexnet.serving.evaluate import resolve_saved_model
+from keras_alexnet.runs.evaluate import resolve_saved_model
 
 DEFAULT_BATCH_SIZE = 8
 MAX_BATCH_BYTES = 32 * 1024 * 1024  # a request's image bytes (REST adds a third for base64)

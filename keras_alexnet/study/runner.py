@@ -230,7 +230,7 @@ def run_study(base, out, variant_names, seeds, *, thresholds=(0.7, 0.6, 0.5),
 
 def evaluate_train_split(config, workdir):
     """The final weights' top-1/top-5 error on the training split, evaluation mode, centre crop."""
-    from keras_alexnet.serving import evaluate
+    from keras_alexnet.runs import evaluate
     from keras_alexnet.training import workdir as workdir_lib
     data_dir = config.input.data_dir or workdir_lib.demo_data_dir(workdir)
     result = evaluate.evaluate_checkpoint(

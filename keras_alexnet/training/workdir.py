@@ -7,7 +7,7 @@
     WORKDIR/tensorboard/     the same scalars, and the conv1 kernels as an image (reporting.py)
     WORKDIR/.lock            held by the bin/train writing the workdir (locking.py)
 
-The trainer writes it; bin/export and bin/evaluate read it back (serving/restore.py).
+The trainer writes it; bin/export, bin/evaluate and bin/report read it back (runs/restore.py).
 
 config.json stores input.data_dir as an absolute path (an empty one for the demo data, which
 lives in WORKDIR/demo_data), and never the workdir's own path: a run resumes, exports and

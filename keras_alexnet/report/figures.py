@@ -7,7 +7,7 @@
       report.json        {"conv1_colour", "neighbours", "final", ...}
 
 The curves come from WORKDIR/metrics.jsonl (training/reporting.py); the model
-from a checkpoint (serving/restore.py, as bin/export and bin/evaluate); the
+from a checkpoint (runs/restore.py, as bin/export and bin/evaluate); the
 neighbours from a streamed pass over both splits (neighbours.py: memory bounded
 on ILSVRC-size splits).
 
@@ -25,8 +25,8 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from keras_alexnet.data import layout
-from keras_alexnet.serving import restore
-from keras_alexnet.study import neighbours as neighbours_lib
+from keras_alexnet.report import neighbours as neighbours_lib
+from keras_alexnet.runs import restore
 from keras_alexnet.training import reporting
 
 REPORT_FILENAME = "report.json"

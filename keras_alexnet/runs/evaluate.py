@@ -22,7 +22,8 @@ import tensorflow as tf
 from keras_alexnet import evaluation, progress
 from keras_alexnet.data import input_pipeline, layout
 from keras_alexnet.data import stats as stats_lib
-from keras_alexnet.serving import export, restore
+from keras_alexnet.runs import restore
+from keras_alexnet.serving import export
 
 
 @dataclasses.dataclass
