@@ -12,7 +12,7 @@ import fixtures as fx
 from keras_alexnet.data import input_pipeline, layout
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.report import figures, neighbours
-from keras_alexnet.training import reporting
+from keras_alexnet.training import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ("curves.png", "conv1_kernels.png", "neighbours.png")
@@ -68,7 +68,7 @@ def test_bin_report_writes_the_figures_and_report_json(trained, tmp_path):
     assert (nn["k"], nn["num_validation"], nn["num_train"]) == (3, 18, 48)
     assert nn["chance"] == pytest.approx(1 / 3)  # 3 balanced classes in both splits
     assert 0 <= nn["same_class_precision"] <= 1
-    finals = reporting.read_events(trained["workdir"])
+    finals = workdir_lib.read_events(trained["workdir"])
     assert result["final"] == [e for e in finals if e["event"] == "final"][-1]
     assert result["checkpoint"].startswith(os.path.join(trained["workdir"], "best"))
 
@@ -211,7 +211,7 @@ def test_pick_queries_prefers_distinct_classes():
 
 
 def test_the_run_curves_come_from_metrics_jsonl(trained, tmp_path):
-    events = reporting.read_events(trained["workdir"])
+    events = workdir_lib.read_events(trained["workdir"])
     curves = figures.plot_curves(events, str(tmp_path / "c.png"))
     assert curves["val"][0] == [1, 2]
     assert [epoch for epoch, _ in curves["lr_drops"]] == [2]  # min_delta 1: no epoch improves

@@ -1,4 +1,5 @@
-"""training/workdir.py: config.json written then read back and compared; checkpoint paths."""
+"""training/workdir.py: config.json written then read back and compared; checkpoint paths; metrics.jsonl."""
+import io
 import os
 
 import pytest
@@ -283,3 +284,59 @@ def test_config_json_written_before_lrn_per_tower_rebuilds_cross_tower_lrn(tmp_p
     config.model.lrn_per_tower = False  # resuming the old run as it was trained
     assert workdir_lib.check_workdir(config, str(tmp_path)) is True
     assert config_lib.get_config().model.lrn_per_tower is True
+
+
+# -- metrics.jsonl: one reader, one writer ---------------------------------------------------------
+
+_NOT_EVENTS = ['[1, 2, 3]', '"text"', '{"event": "eval", "step": "7"}', '{"step": 3}',
+               '{"event": "eval", "step": 8, "top1_error": "low"}', '{"event": "train", "step": true}',
+               '{"event": "final", "step": 9, "split": 3}', '{"event": "eval", "step": 4, "ep']
+
+
+def test_read_events_skips_lines_that_are_not_events_and_says_so_once(tmp_path):
+    good = ['{"event": "train", "step": 1, "epoch": 0.5, "loss": "nan", "top1_error": 0.9}',
+            '{"event": "eval", "step": 2, "epoch": 1, "top1_error": 0.5, "extra": [1]}']
+    lines = [good[0]] + _NOT_EVENTS + ["", good[1]]
+    (tmp_path / workdir_lib.METRICS_FILENAME).write_text("\n".join(lines))
+    said = io.StringIO()
+    events = workdir_lib.read_events(str(tmp_path), stream=said)
+    assert [e["step"] for e in events] == [1, 2]
+    path = os.path.join(str(tmp_path), workdir_lib.METRICS_FILENAME)
+    assert said.getvalue().count("\n") == 1  # one warning for all of them
+    assert said.getvalue().startswith(f"warning: {path}: skipped lines 2, 3, 4, 5, 6 and 3 more")
+    again = io.StringIO()
+    assert workdir_lib.read_events(str(tmp_path), stream=again) == events
+    assert again.getvalue() == ""  # said once
+
+
+def test_readers_of_a_run_take_lines_that_are_not_events(tmp_path):
+    """bin/export's model card, the has-it-saved check and the study read past them."""
+    from keras_alexnet.serving import model_card
+    from keras_alexnet.study import analysis
+    (tmp_path / workdir_lib.METRICS_FILENAME).write_text("\n".join(_NOT_EVENTS[:3]) + "\n")
+    assert workdir_lib.has_saved_before(str(tmp_path)) is False
+    events = workdir_lib.read_events(str(tmp_path), stream=None)
+    assert events == [] and model_card.error_rows(events) == []
+    assert analysis.final_event(events, "validation") is None
+
+
+def test_read_events_without_the_file(tmp_path):
+    assert workdir_lib.read_events(str(tmp_path), missing_ok=True) == []
+    with pytest.raises(FileNotFoundError, match="no training events"):
+        workdir_lib.read_events(str(tmp_path))
+
+
+def test_the_writer_starts_on_a_new_line_after_a_line_cut_short(tmp_path):
+    """A kill mid-write leaves half a line; the resumed run's first event is not glued to it."""
+    from keras_alexnet.training import reporting
+    path = tmp_path / workdir_lib.METRICS_FILENAME
+    path.write_text('{"event": "checkpoint", "step": 4, "epoch": 1, "path": "c"}\n{"event": "tra')
+    reporter = reporting.Reporter(str(tmp_path))
+    reporter.event("train", 5, epoch=1.25, loss=2.0)
+    reporter.event("train", 6, epoch=1.5, loss=1.5)
+    said = io.StringIO()
+    events = workdir_lib.read_events(str(tmp_path), stream=said)
+    assert [(e["event"], e["step"]) for e in events] == [("checkpoint", 4), ("train", 5), ("train", 6)]
+    assert "skipped line 2," in said.getvalue()
+    assert path.read_text().endswith('"loss": 1.5}\n')
+    assert workdir_lib.has_saved_before(str(tmp_path)) is True

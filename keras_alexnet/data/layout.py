@@ -208,3 +208,18 @@ def split_size(data_dir, split):
         return int(read_json(path)["written"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def shards_size(files):
+    """split_size of the split whose shards are exactly `files` (one folder), else None.
+
+    The count is the split's report: counting the records would read the data twice.
+    """
+    folders = {os.path.dirname(f) for f in files}
+    if len(folders) != 1:
+        return None
+    folder = folders.pop()
+    for split in read_manifest(folder).get("splits", {}):
+        if sorted(tf.io.gfile.glob(shard_pattern(folder, split))) == sorted(files):
+            return split_size(folder, split)
+    return None

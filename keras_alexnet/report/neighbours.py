@@ -66,12 +66,6 @@ class RunningTopK:
         return self.indices, np.sqrt(self.distances)
 
 
-def split_size(data_dir, split):
-    """The number of records make_tfrecords wrote for a split (its report), or None if unknown."""
-    path = layout.report_paths(data_dir, split)[0]
-    return layout.read_json(path).get("written") if tf.io.gfile.exists(path) else None
-
-
 def fc7_batches(run, split, batch_size, *, stream=None, title=None):
     """(fc7 features float32 [B, D], labels [B]) of a split, in make_dataset's evaluation order."""
     pattern = layout.shard_pattern(run.data_dir, split)
@@ -81,7 +75,7 @@ def fc7_batches(run, split, batch_size, *, stream=None, title=None):
         normalization=run.normalization)
     fc7 = keras.Model(run.model.inputs, run.model.get_layer("fc7").output)
     embed = tf.function(lambda images: fc7(images, training=False))
-    bar = progress.ProgressBar(split_size(run.data_dir, split), title=title or f"fc7 {split}",
+    bar = progress.ProgressBar(layout.split_size(run.data_dir, split), title=title or f"fc7 {split}",
                                mode="auto" if stream else "none", every_seconds=10.0,
                                stream=stream)
     done = 0

@@ -1,9 +1,10 @@
-"""Top-1 and top-5 error of a checkpoint or of an export, printed as the paper's results table.
+"""Top-1 and top-5 error of a training run's checkpoint, and the paper's results table.
 
 A checkpoint is evaluated through the input pipeline (make_dataset in eval
 mode: centre patch, or the ten patches with their softmax averaged); an export
-through its own signatures (serving_default or ten_crop) on the records'
-encoded bytes, the path a served request takes. On make_tfrecords' output the
+(serving/evaluate.py, with this module's counting and table) through its own
+signatures (serving_default or ten_crop) on the records' encoded bytes, the
+path a served request takes. On make_tfrecords' output the
 two see the same pixels, so their errors agree: records of the stored size are
 decoded alike, and any other record (`--resize 0` keeps the originals; other
 converters' TFRecords) is decoded in full and resized by the same function in
@@ -12,7 +13,6 @@ make_tfrecords computed the statistics with); a stored-size record's centre
 patch is decoded as a window in both.
 """
 import dataclasses
-import json
 import os
 import sys
 
@@ -23,7 +23,6 @@ from keras_alexnet import evaluation, progress
 from keras_alexnet.data import input_pipeline, layout
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.runs import restore
-from keras_alexnet.serving import export
 
 
 @dataclasses.dataclass
@@ -82,33 +81,18 @@ def check_labels(data, synsets, model_what, stream=sys.stderr):
                      "converted with the same classes.")
 
 
-def count_images(files):
-    """Examples in `files` when they are exactly one split make_tfrecords wrote, else None.
-
-    The count is the split's report-{split}.json's: counting the records would read the data twice.
-    """
-    folders = {os.path.dirname(f) for f in files}
-    if len(folders) != 1:
-        return None
-    folder = folders.pop()
-    for split in layout.read_manifest(folder).get("splits", {}):
-        if sorted(tf.io.gfile.glob(layout.shard_pattern(folder, split))) == sorted(files):
-            return layout.split_size(folder, split)
-    return None
-
-
-def _accumulate(batches, setting, stream, total=None, data=None):
+def accumulate(batches, setting, stream, total=None, data=None):
     """Result over (probabilities, labels) batches, with the progress bar (ETA if total is known).
 
     A shard cut short (DataLossError) becomes a sentence naming it.
     """
     try:
-        return _accumulate_unchecked(batches, setting, stream, total)
+        return _accumulate(batches, setting, stream, total)
     except tf.errors.DataLossError as e:
         raise ValueError(layout.describe_data_loss(e, [data] if data else [])) from None
 
 
-def _accumulate_unchecked(batches, setting, stream, total=None):
+def _accumulate(batches, setting, stream, total=None):
     """Result over (probabilities, labels) batches, with the progress bar (ETA if total is known).
 
     On a terminal the bar redraws one line; elsewhere a line every 5 seconds.
@@ -129,7 +113,7 @@ def _accumulate_unchecked(batches, setting, stream, total=None):
     return result
 
 
-def _patches(ten_crop):
+def patches_name(ten_crop):
     return "10 patches" if ten_crop else "1 patch (centre)"
 
 
@@ -149,36 +133,8 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
         return evaluation.class_probabilities(lambda x: model(x, training=False), images)
 
     batches = ((probabilities(images).numpy(), labels.numpy()) for images, labels in dataset)
-    return _accumulate(batches, f"checkpoint {run.checkpoint_path}, {_patches(ten_crop)}", stream,
-                       count_images(input_pipeline.list_shards(data)), data)
-
-
-def resolve_saved_model(path):
-    """A SavedModel folder, or the newest version in a TF Serving model base path."""
-    if tf.io.gfile.exists(f"{path}/saved_model.pb"):
-        return path
-    versions = export.list_versions(path)
-    if not versions:
-        raise FileNotFoundError(f"{path}: neither a SavedModel (no saved_model.pb) nor a model "
-                                "base path with integer versions")
-    return f"{path.rstrip('/')}/{max(versions)}"
-
-
-def evaluate_saved_model(saved_model, data, *, ten_crop=False, batch_size=64, stream=sys.stderr):
-    """Result of an export on the TFRecords matching `data`, through its signatures."""
-    path = resolve_saved_model(saved_model)
-    loaded = tf.saved_model.load(path)
-    metadata = json.loads(loaded.metadata_json.numpy())
-    check_labels(data, loaded.synsets.numpy(), f"the export {path}", stream)
-    signature = loaded.signatures["ten_crop" if ten_crop else "serving_default"]
-    offset = int(metadata.get("label_offset", 0))
-    files = input_pipeline.list_shards(data)
-    dataset = tf.data.TFRecordDataset(files)
-    dataset = dataset.map(lambda r: input_pipeline.parse_example(r, offset)).batch(batch_size)
-    batches = ((signature(image_bytes=images)["probabilities"].numpy(), labels.numpy())
-               for images, labels in dataset)
-    return _accumulate(batches, f"export {path}, {_patches(ten_crop)}", stream, count_images(files),
-                       data)
+    return accumulate(batches, f"checkpoint {run.checkpoint_path}, {patches_name(ten_crop)}",
+                      stream, layout.shards_size(input_pipeline.list_shards(data)), data)
 
 
 def format_table(results, data):
