@@ -28,6 +28,9 @@ STATS_FILENAME = "stats.npz"
 MANIFEST_FILENAME = "dataset.json"
 PARTS_DIR = ".parts"
 LOCK_FILENAME = ".lock"  # held by the make_tfrecords writing the folder (locking.py)
+# The JPEG quality make_tfrecords re-encodes with (--quality); the export re-encodes a request
+# at the quality its data was written with, so that it sees the pixels training saw.
+JPEG_QUALITY = 90
 
 # The keys of the Inception/TPU ImageNet converters, so their TFRecords read too.
 # The writer (shard_writer.make_example) and the reader (input_pipeline) both use this dict.
@@ -196,7 +199,7 @@ def splits_complete(data_dir, splits):
 
 def writer_jpeg_quality(manifest):
     """The JPEG quality make_tfrecords re-encoded with; 0 if it kept the original bytes (--resize 0)."""
-    return int(manifest.get("quality", 90)) if manifest.get("resize", 1) else 0
+    return int(manifest.get("quality", JPEG_QUALITY)) if manifest.get("resize", 1) else 0
 
 
 def split_size(data_dir, split):

@@ -48,7 +48,7 @@ class ServingModule(tf.Module):
     """The exported object: the Keras model, its statistics and labels, three signatures."""
 
     def __init__(self, model, mean_image, synsets, class_names, *, std=None, metadata=None,
-                 jpeg_quality=prep.WRITER_JPEG_QUALITY):
+                 jpeg_quality=layout.JPEG_QUALITY):
         super().__init__(name="alexnet_serving")
         self.model = model
         size = int(model.input_shape[1])

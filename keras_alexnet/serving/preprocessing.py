@@ -22,13 +22,11 @@ Remaining differences are named in `scale_and_center`.
 """
 import tensorflow as tf
 
-from keras_alexnet.data import preprocessing
+from keras_alexnet.data import layout, preprocessing
 # The input pipeline's crop and resize: one implementation of each for every path.
 from keras_alexnet.data.preprocessing import (  # noqa: F401  (scaled_size: part of this API)
     RESIZE_METHOD, central_crop, resize_shorter_side_pillow_bicubic, scaled_size)
 
-# make_tfrecords' JPEG quality.
-WRITER_JPEG_QUALITY = 90
 _DCT_METHOD = "INTEGER_ACCURATE"  # = Pillow's JDCT_ISLOW; tf.io.decode_jpeg defaults to IFAST
 # How the input pipeline decodes stored JPEGs: the network saw those pixels.
 READER_DCT_METHOD = preprocessing.DCT_METHOD
@@ -102,14 +100,14 @@ def _rewrite(image_bytes, size, draft=True):
     return central_crop(resize_shorter_side_pillow_bicubic(image, size), size)
 
 
-def to_record(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
+def to_record(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY):
     """The JPEG bytes make_tfrecords stores for an image (the bytes themselves if already so)."""
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     return tf.cond(_is_stored(image_bytes, size), lambda: image_bytes, lambda: tf.io.encode_jpeg(
         tf.cast(_rewrite(image_bytes, size), tf.uint8), quality=jpeg_quality))
 
 
-def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
+def scale_and_center(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY):
     """float32 [size, size, 3]: the pixels the input pipeline reads for the record of these bytes.
 
     A JPEG already size x size (a record make_tfrecords wrote) is decoded as the
@@ -133,7 +131,7 @@ def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
     return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality)), [size, size, 3])
 
 
-def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALITY):
+def central_patch(image_bytes, size, image_size, jpeg_quality=layout.JPEG_QUALITY):
     """float32 [S, S, 3]: the centre patch, decoded from the record as the pipeline decodes it.
 
     The pipeline decodes only the window (tf.image.decode_and_crop_jpeg), which
