@@ -21,7 +21,6 @@ import tensorflow as tf
 
 from keras_alexnet import evaluation, progress
 from keras_alexnet.data import input_pipeline, layout
-from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.runs import restore
 
 
@@ -122,10 +121,9 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
     """Result of WORKDIR's checkpoint on the TFRecords matching `data`."""
     run = restore.restore_run(workdir, checkpoint, data_dir=data_dir)
     check_labels(data, run.synsets, f"the run in {workdir}", stream)
-    dataset = input_pipeline.make_dataset(
-        data, batch_size, training=False, stats=stats_lib.load_stats(run.data_dir),
-        image_size=run.image_size, label_offset=run.label_offset, ten_crop=ten_crop,
-        repeat=False, normalization=run.normalization)
+    dataset = input_pipeline.from_input_config(run.config, None, batch_size, False,
+                                               data_dir=run.data_dir, file_pattern=data,
+                                               ten_crop=ten_crop, repeat=False)
     model = run.model
 
     @tf.function
