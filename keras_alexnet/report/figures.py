@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from keras_alexnet.data import layout
 from keras_alexnet.report import neighbours as neighbours_lib
 from keras_alexnet.runs import restore
-from keras_alexnet.training import workdir as workdir_lib
+from keras_alexnet.training import reporting, workdir as workdir_lib
 
 REPORT_FILENAME = "report.json"
 DPI = 100
