@@ -8,6 +8,7 @@ PACKAGE = os.path.dirname(keras_alexnet.__file__)
 # Each part may import its own layer and the ones before it, never one after it.
 LAYERS = [
     {"config", "model", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking"},  # top-level
+    {"configs"},  # the experiment files: each starts from config.get_config()
     {"data"},
     {"training"},
     {"runs"},  # training runs read back: restored, evaluated

@@ -1,6 +1,6 @@
 """The first training steps, layer by layer: why a network trains or dies before epoch 1 ends.
 
-    python -m keras_alexnet.cli.first_steps --config=configs/imagenette_paper.py:paper_init \
+    bin/first_steps --config=configs/imagenette_paper.py:paper_init \
         --config.input.data_dir=DATA --steps=30 [--config.model.dropout_scaling=inverted] [--out=FILE]
 
 Runs `steps`' loss (softmax cross-entropy + the paper's weight decay) with momentum SGD on
