@@ -104,7 +104,10 @@ def merge_stats(out, names):
 def convert(source, input_dir, output_dir, split="train", num_shards=None, num_workers=None,
             resize=256, quality=None, tfds_data_dir=None, devkit_dir=None, stats_size=256,
             class_names=None, stream=sys.stderr):
-    """Converts one split; returns the summary dict (also in OUT/report-{split}.json)."""
+    """Converts one split; returns the summary dict (also in OUT/report-{split}.json).
+
+    quality: the re-encoded JPEGs' (None: layout.JPEG_QUALITY).
+    """
     if split not in ("train", "validation", "test"):
         raise SourceError(f"--split {split!r}: expected train, validation or test")
     if resize < 0 or (resize == 0 and stats_size <= 0):
