@@ -1,5 +1,6 @@
 """training/workdir.py: config.json written then read back and compared; checkpoint paths; metrics.jsonl."""
 import io
+import math
 import os
 
 import pytest
@@ -290,22 +291,24 @@ def test_config_json_written_before_lrn_per_tower_rebuilds_cross_tower_lrn(tmp_p
 
 _NOT_EVENTS = ['[1, 2, 3]', '"text"', '{"event": "eval", "step": "7"}', '{"step": 3}',
                '{"event": "eval", "step": 8, "top1_error": "low"}', '{"event": "train", "step": true}',
-               '{"event": "final", "step": 9, "split": 3}', '{"event": "eval", "step": 4, "ep']
+               '{"event": "final", "step": 9, "split": 3}', '{"event": "eval", "step": 4, "ep',
+               '{"event": "eval", "step": 5, "top1_error": "low"}', '{"event": "train", "step": 6, "loss": []}']
 
 
 def test_read_events_skips_lines_that_are_not_events_and_says_so_once(tmp_path):
-    good = ['{"event": "train", "step": 1, "epoch": 0.5, "loss": "nan", "top1_error": 0.9}',
+    good = ['{"event": "train", "step": 1, "epoch": 0.5, "loss": "nan", "top1_error": 0.9}',  # nan: as written
             '{"event": "eval", "step": 2, "epoch": 1, "top1_error": 0.5, "extra": [1]}']
     lines = [good[0]] + _NOT_EVENTS + ["", good[1]]
     (tmp_path / workdir_lib.METRICS_FILENAME).write_text("\n".join(lines))
     said = io.StringIO()
     events = workdir_lib.read_events(str(tmp_path), stream=said)
     assert [e["step"] for e in events] == [1, 2]
+    assert math.isnan(events[0]["loss"]) and events[1]["extra"] == [1]
     path = os.path.join(str(tmp_path), workdir_lib.METRICS_FILENAME)
     assert said.getvalue().count("\n") == 1  # one warning for all of them
-    assert said.getvalue().startswith(f"warning: {path}: skipped lines 2, 3, 4, 5, 6 and 3 more")
+    assert said.getvalue().startswith(f"warning: {path}: skipped lines 2, 3, 4, 5, 6 and 5 more")
     again = io.StringIO()
-    assert workdir_lib.read_events(str(tmp_path), stream=again) == events
+    assert [e["step"] for e in workdir_lib.read_events(str(tmp_path), stream=again)] == [1, 2]
     assert again.getvalue() == ""  # said once
 
 

@@ -193,8 +193,9 @@ def _diff(a, b, prefix=""):
 
 # -- metrics.jsonl -------------------------------------------------------------------------------
 
-# An event's fields that readers compute with, and what they must hold; other fields pass as
-# they are. Non-finite floats are written as the strings "nan", "inf", "-inf" (reporting.py).
+# An event's fields that readers compute with, and what they must hold (the *_error fields are
+# numbers too); other fields pass as they are. A non-finite number is written as the string
+# "nan", "inf" or "-inf" (reporting.py) and read back as the float.
 _NUMBER_FIELDS = ("epoch", "time", "loss", "learning_rate", "images_per_sec", "num_images")
 _TEXT_FIELDS = ("split", "path", "where")
 _NON_FINITE = ("nan", "inf", "-inf")
@@ -220,29 +221,32 @@ def append_event(workdir, record):
 
 
 def _number(value):
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in _NON_FINITE
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def is_event(record):
-    """Whether a parsed JSON line is an event as the trainer writes them (see _NUMBER_FIELDS)."""
+def as_event(record):
+    """A parsed JSON line as an event (non-finite numbers as floats), or None if it is not one."""
     if not isinstance(record, dict) or not isinstance(record.get("event"), str):
-        return False
+        return None
     if not isinstance(record.get("step"), int) or isinstance(record["step"], bool):
-        return False
+        return None
+    event = dict(record)
     for name, value in record.items():
-        if (name in _NUMBER_FIELDS or name.endswith("_error")) and not _number(value):
-            return False
-        if name in _TEXT_FIELDS and not isinstance(value, str):
-            return False
-    return True
+        if name in _NUMBER_FIELDS or name.endswith("_error"):
+            if value in _NON_FINITE:
+                event[name] = float(value)
+            elif not _number(value):
+                return None
+        elif name in _TEXT_FIELDS and not isinstance(value, str):
+            return None
+    return event
 
 
 def _parse(line):
     try:
-        record = json.loads(line)
+        return as_event(json.loads(line))
     except ValueError:
         return None
-    return record if is_event(record) else None
 
 
 def read_events(workdir, *, missing_ok=False, stream="stderr"):
