@@ -3,7 +3,8 @@ import pathlib
 
 from setuptools import find_packages, setup
 
-PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark", "study", "report"]
+PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark", "study", "report",
+            "first_steps"]
 
 setup(
     name="keras_alexnet",

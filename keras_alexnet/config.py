@@ -22,7 +22,7 @@ CROPS = ("paper", "inception")
 
 
 def get_config():
-    """The paper's recipe (PAPER.md, "Training"): batch 128, momentum 0.9, decay 5e-4, lr 0.01."""
+    """The paper's recipe (its Sec. 5, "Details of learning"): batch 128, momentum 0.9, decay 5e-4, lr 0.01."""
     config = ml_collections.ConfigDict()
 
     # The network: `name` picks the builder (model.BUILDERS), the other fields are exactly

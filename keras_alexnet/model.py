@@ -43,7 +43,7 @@ from keras_alexnet.layers import (LRN_ALPHA, LRN_BIAS, InvertedDropout,
 MIN_IMAGE_SIZE = 67
 
 # Biases start at 1 in conv2, conv4, conv5, fc6, fc7 so the ReLUs start with
-# positive inputs; 0 in conv1, conv3, fc8 (PAPER.md, "Training").
+# positive inputs; 0 in conv1, conv3, fc8 (the paper, Sec. 5 "Details of learning").
 PAPER_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
 
 DROPOUT_SCALINGS = ("paper", "inverted")

@@ -160,7 +160,7 @@ def trained_model():
 def restored_run(model, data_dir):
     """What restore.restore_run returns for write_workdir's run, with the in-memory model."""
     from keras_alexnet.data import stats as stats_lib
-    from keras_alexnet.serving import restore
+    from keras_alexnet.runs import restore
     stats = stats_lib.load_stats(data_dir)
     return restore.RestoredRun(
         model=model, config={"model": MODEL_KWARGS}, checkpoint_path="(in memory)",

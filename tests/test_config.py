@@ -9,7 +9,7 @@ from keras_alexnet import config as config_lib
 from keras_alexnet import model as model_lib
 from fixtures import REPO
 
-CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "[!_]*.py")))  # not __init__.py
 
 
 def load(path, arg=None):
@@ -153,3 +153,36 @@ def test_an_unknown_field_on_the_command_line_is_a_sentence(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "--config.optimizer.learning_rat: the config has no field 'optimizer.learning_rat'" \
         in done.stderr
+
+
+@pytest.mark.slow
+def test_an_installed_package_has_the_configs_and_alexnet_study_its_default(tmp_path):
+    """A non-editable install, run away from the repository: bin/study's default baseline
+    (configs/imagenette.py) is a file of the installed package, and loads; every config file
+    is installed; first_steps is an alexnet-* command."""
+    import shutil
+    import subprocess
+    import sys
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside setup.py
+    shutil.copytree(os.path.join(REPO, "keras_alexnet"), source / "keras_alexnet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "README.md"):
+        shutil.copy(os.path.join(REPO, name), source / name)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--target", str(site), str(source)],
+                   check=True, capture_output=True, timeout=600)
+    shutil.rmtree(source)
+    check = ("import importlib.util, keras_alexnet, keras_alexnet.cli.study as s\n"
+             "spec = importlib.util.spec_from_file_location('baseline', s.DEFAULT_CONFIG)\n"
+             "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+             "print(keras_alexnet.__file__, s.DEFAULT_CONFIG, module.get_config().model.image_size)")
+    done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(site)), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    package, default, image_size = done.stdout.split()
+    assert package == str(site / "keras_alexnet" / "__init__.py")
+    assert default == str(site / "keras_alexnet" / "configs" / "imagenette.py")
+    assert int(image_size) == 107
+    assert {os.path.basename(p) for p in CONFIG_FILES} <= set(os.listdir(site / "keras_alexnet" / "configs"))
+    assert (site / "bin" / "alexnet-first-steps").exists()  # first_steps is a command too

@@ -10,9 +10,10 @@ import pytest
 import tensorflow as tf
 
 import fixtures as fx
-from keras_alexnet.serving import evaluate
-from keras_alexnet.serving import export
-from keras_alexnet.data import input_pipeline
+from keras_alexnet.data import input_pipeline, layout
+from keras_alexnet.runs import evaluate
+from keras_alexnet.serving import evaluate as serving_evaluate
+from keras_alexnet.serving import export, export_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +53,7 @@ def _pipeline_errors(run, ten_crop):
 
 @pytest.mark.parametrize("ten_crop", [False, True])
 def test_export_evaluation_matches_the_input_pipeline(run, ten_crop):
-    result = evaluate.evaluate_saved_model(os.path.dirname(run["path"]), run["data"],
+    result = serving_evaluate.evaluate_saved_model(os.path.dirname(run["path"]), run["data"],
                                            ten_crop=ten_crop, batch_size=5, stream=None)
     n, top1, _ = _pipeline_errors(run, ten_crop)
     assert result.num_images == n == 12
@@ -81,15 +82,15 @@ def test_bin_evaluate_checkpoint_and_its_export_agree(run, tmp_path):
     assert from_checkpoint["top5_error"] == from_export["top5_error"]
     assert row.startswith("| checkpoint ") and row.endswith("% |")
     ten = [evaluate.evaluate_checkpoint(run["workdir"], run["data"], ten_crop=True, stream=None),
-           evaluate.evaluate_saved_model(exported, run["data"], ten_crop=True, stream=None)]
+           serving_evaluate.evaluate_saved_model(exported, run["data"], ten_crop=True, stream=None)]
     assert ten[0].top1_errors == ten[1].top1_errors
 
 
 def test_clear_errors(run, tmp_path):
     with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
-        evaluate.evaluate_saved_model(run["path"], str(tmp_path / "none-*"), stream=None)
+        serving_evaluate.evaluate_saved_model(run["path"], str(tmp_path / "none-*"), stream=None)
     with pytest.raises(FileNotFoundError, match="neither a SavedModel"):
-        evaluate.resolve_saved_model(str(tmp_path))
+        export_folder.resolve_saved_model(str(tmp_path))
 
 
 def _copy_data(run, tmp_path):
@@ -109,7 +110,7 @@ def test_data_with_other_labels_is_refused(run, tmp_path):
     data = str(copy / "validation-*")
     with pytest.raises(ValueError, match=r"are not the labels of the export .*label 0 is "
                                          f"{fx.SYNSETS[1]} there, {fx.SYNSETS[0]} in the model"):
-        evaluate.evaluate_saved_model(run["path"], data, stream=None)
+        serving_evaluate.evaluate_saved_model(run["path"], data, stream=None)
     with pytest.raises(ValueError, match="are not the labels of the run"):
         evaluate.evaluate_checkpoint(run["workdir"], data, stream=None)
 
@@ -120,7 +121,7 @@ def test_a_truncated_shard_is_named(run, tmp_path):
     with open(shard, "r+b") as f:
         f.truncate(os.path.getsize(shard) - 100)
     with pytest.raises(ValueError, match=f"{shard}: cut short"):
-        evaluate.evaluate_saved_model(run["path"], str(copy / "validation-*"), stream=None)
+        serving_evaluate.evaluate_saved_model(run["path"], str(copy / "validation-*"), stream=None)
 
 
 def test_batch_size_0_is_a_sentence(run):
@@ -133,7 +134,7 @@ def test_batch_size_0_is_a_sentence(run):
 
 def test_progress_has_a_total_rate_and_eta(run):
     stream = io.StringIO()
-    evaluate.evaluate_saved_model(run["path"], run["data"], batch_size=5, stream=stream)
+    serving_evaluate.evaluate_saved_model(run["path"], run["data"], batch_size=5, stream=stream)
     lines = stream.getvalue().splitlines()
     # Not a terminal: a line at once, one every 5 s, and the last.
     assert lines[0].startswith("evaluate 5/12 [") and "img/s" in lines[0] and "ETA " in lines[0]
@@ -141,9 +142,9 @@ def test_progress_has_a_total_rate_and_eta(run):
     assert "top1_error" in lines[-1]
 
 
-def test_count_images_from_make_tfrecords_reports(run):
+def test_shards_size_from_make_tfrecords_reports(run):
     files = input_pipeline.list_shards(run["data"])
-    assert len(files) == 2 and evaluate.count_images(files) == 12
-    assert evaluate.count_images(files[:1]) is None  # one shard of two: unknown
-    assert evaluate.count_images(input_pipeline.list_shards(
+    assert len(files) == 2 and layout.shards_size(files) == 12
+    assert layout.shards_size(files[:1]) is None  # one shard of two: unknown
+    assert layout.shards_size(input_pipeline.list_shards(
         os.path.join(run["data_dir"], "train-*"))) == 8

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_alexnet import evaluation
-from keras_alexnet.serving import evaluate
+from keras_alexnet.runs import evaluate
 from keras_alexnet.training import steps
 from fixtures import tiny_model
 

@@ -18,7 +18,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import fixtures as fx
 from keras_alexnet.data.preprocessing import ten_crops
-from keras_alexnet.serving import export
+from keras_alexnet.serving import export, export_folder
 
 
 def test_export_writes_tf_serving_layout(tiny_export):
@@ -209,7 +209,7 @@ def test_versions_increment_and_never_overwrite(tiny_export, monkeypatch):
     assert sorted(os.listdir(export_dir)) == ["1", "2"]
     assert hashlib.sha256(pathlib.Path(tiny_export["path"], "saved_model.pb").read_bytes()).hexdigest() \
         == digest
-    assert export.next_version(export_dir) == 3
+    assert export_folder.next_version(export_dir) == 3
 
 
 def test_metadata_travels_inside_the_saved_model(tiny_export):

@@ -148,3 +148,45 @@ def test_input_rate_measures_the_training_pipeline(data_dir):
     rate = input_benchmark.input_rate(pattern(data_dir), batch_size=4, steps=3, warmup=1,
                                       image_size=67)
     assert rate > 0
+
+
+def test_the_stages_compose_make_dataset_and_its_reader_gives_the_evaluation_order(data_dir):
+    """read_records (the reader make_dataset uses) yields the records in make_dataset's evaluation
+    order, and bin/report's neighbour images, numbered by it, are make_dataset's images."""
+    from keras_alexnet.report import neighbours
+    stored_size = load_stats(data_dir).mean_image.shape[0]
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in input_pipeline.make_dataset(
+        pattern(data_dir), 4, False, image_size=67, stored_size=stored_size)])
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    files = input_pipeline.list_shards(pattern(data_dir))
+    records = list(input_pipeline.read_records(files, training=False))
+    assert [int(input_pipeline.parse_example(r)[1]) for r in records] == labels.tolist()
+    staged = input_pipeline.batch(input_pipeline.decode_and_augment(
+        input_pipeline.read_records(files, False), False, image_size=67, stored_size=stored_size),
+        4, drop_remainder=False)
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in staged]), images)
+    patches = neighbours.read_centre_patches(data_dir, "train", range(NUM_IMAGES), image_size=67)
+    assert [patches[i][1] for i in range(NUM_IMAGES)] == labels.tolist()
+    for i, (patch, _) in patches.items():
+        np.testing.assert_array_equal(patch, np.round(images[i]).astype(np.uint8))
+
+
+def test_from_input_config_reads_a_split_as_the_config_says(data_dir):
+    """The trainer's, bin/evaluate's and bin/report's dataset from a config: its data folder,
+    split, image size, label offset, normalization; config.json's dict reads like a ConfigDict."""
+    from keras_alexnet import config as config_lib
+    config = config_lib.get_config()
+    config.input.update(data_dir=data_dir, label_offset=1, normalization="channel")
+    config.model.image_size = 67
+    expected = input_pipeline.make_dataset(pattern(data_dir), 4, False, stats=data_dir, image_size=67,
+                                           label_offset=1, normalization="channel")
+    for cfg in (config, config.to_dict()):
+        got = input_pipeline.from_input_config(cfg, "train", 4, False)
+        assert fingerprints(got) == fingerprints(expected)
+    trained = input_pipeline.from_input_config(config, "train", 4, True, seed=3)
+    assert fingerprints(trained.take(3)) == fingerprints(input_pipeline.make_dataset(
+        pattern(data_dir), 4, True, stats=data_dir, image_size=67, label_offset=1, seed=3,
+        normalization="channel", crop=config.input.crop, lighting_std=config.input.lighting_std,
+        shuffle_buffer=config.input.shuffle_buffer).take(3))
+    assert input_pipeline.from_input_config(config, "train", 4, False, stats=None).element_spec \
+        == expected.element_spec  # stats=None: no mean, as make_dataset's

@@ -28,7 +28,7 @@ def test_manifest_round_trip(tmp_path):
     assert not layout.splits_complete(str(tmp_path), ("train", "validation"))
     assert layout.writer_jpeg_quality(manifest) == 85
     assert layout.writer_jpeg_quality(dict(manifest, resize=0)) == 0  # original bytes kept
-    assert layout.writer_jpeg_quality({}) == 90
+    assert layout.writer_jpeg_quality({}) == layout.JPEG_QUALITY == 90
 
 
 def test_example_round_trip_through_the_feature_spec(tmp_path):

@@ -9,9 +9,12 @@ PACKAGE = os.path.dirname(keras_alexnet.__file__)
 LAYERS = [
     {"config", "model", "layers", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking",
      "disk_full"},  # top-level
+    {"configs"},  # the experiment files: each starts from config.get_config()
     {"data"},
     {"training"},
+    {"runs"},  # training runs read back: restored, evaluated
     {"serving"},
+    {"report"},
     {"benchmarks"},
     {"study"},
     {"cli"},

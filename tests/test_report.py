@@ -11,8 +11,8 @@ from PIL import Image
 import fixtures as fx
 from keras_alexnet.data import input_pipeline, layout
 from keras_alexnet.data import stats as stats_lib
-from keras_alexnet.study import neighbours, report
-from keras_alexnet.training import reporting
+from keras_alexnet.report import figures, neighbours
+from keras_alexnet.training import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ("curves.png", "conv1_kernels.png", "neighbours.png")
@@ -68,14 +68,14 @@ def test_bin_report_writes_the_figures_and_report_json(trained, tmp_path):
     assert (nn["k"], nn["num_validation"], nn["num_train"]) == (3, 18, 48)
     assert nn["chance"] == pytest.approx(1 / 3)  # 3 balanced classes in both splits
     assert 0 <= nn["same_class_precision"] <= 1
-    finals = reporting.read_events(trained["workdir"])
+    finals = workdir_lib.read_events(trained["workdir"])
     assert result["final"] == [e for e in finals if e["event"] == "final"][-1]
     assert result["checkpoint"].startswith(os.path.join(trained["workdir"], "best"))
 
 
 def test_precision_is_the_brute_force_knn_of_the_fc7_features(trained):
     """The streamed pass over the real run equals NumPy k-NN on the features, split by split."""
-    from keras_alexnet.serving import restore
+    from keras_alexnet.runs import restore
     run = restore.restore_run(trained["workdir"])
     result = neighbours.nearest_neighbours(run, 4, train_split="train", eval_split="validation",
                                            batch_size=7, query_chunk=5)
@@ -150,15 +150,15 @@ def test_collect_keeps_float16_unless_it_overflows():
 def test_chroma_is_zero_for_grey_kernels_and_grows_with_colour():
     rng = np.random.default_rng(0)
     grey = np.repeat(rng.normal(size=(11, 11, 1, 4)), 3, axis=2)
-    np.testing.assert_allclose(report.chroma(grey), 0, atol=1e-12)
+    np.testing.assert_allclose(figures.chroma(grey), 0, atol=1e-12)
     one_channel = np.zeros((11, 11, 3, 1))
     one_channel[:, :, 0] = rng.normal(size=(11, 11, 1))
-    np.testing.assert_allclose(report.chroma(one_channel), np.sqrt(2 / 3))
+    np.testing.assert_allclose(figures.chroma(one_channel), np.sqrt(2 / 3))
     opponent = np.zeros((5, 5, 3, 1))
     opponent[:, :, 0], opponent[:, :, 1] = 1.0, -1.0  # red against green: no grey at all
-    np.testing.assert_allclose(report.chroma(opponent), 1.0)
+    np.testing.assert_allclose(figures.chroma(opponent), 1.0)
     tinted = grey + 0.3 * rng.normal(size=grey.shape)
-    assert np.all(report.chroma(tinted) > 0.1)
+    assert np.all(figures.chroma(tinted) > 0.1)
 
 
 def test_chance_and_precision_on_known_labels():
@@ -173,11 +173,11 @@ def test_chance_and_precision_on_known_labels():
 def test_kernel_figure_splits_into_halves_and_labels_them(towers, n, tmp_path):
     kernels = np.random.default_rng(0).normal(size=(11, 11, 3, n)).astype(np.float32)
     kernels[..., : n // 2] = kernels[..., :1, : n // 2]  # the first half grey
-    colour = report.plot_kernels(kernels, towers, str(tmp_path / "k.png"))
+    colour = figures.plot_kernels(kernels, towers, str(tmp_path / "k.png"))
     assert colour["kernels"] == [n // 2, n - n // 2]
     assert colour["tower1"] == pytest.approx(0, abs=1e-4) and colour["tower2"] > 0.5
     assert colour["split"] == ("towers" if towers == 2 else "halves (towers=1)")
-    labels = [name for name, _ in report.kernel_blocks(kernels, towers)]
+    labels = [name for name, _ in figures.kernel_blocks(kernels, towers)]
     assert labels[0].startswith("tower 1: conv1 kernels 0-47" if towers == 2 else "half 1")
     with Image.open(tmp_path / "k.png") as image:
         assert image.format == "PNG"
@@ -194,25 +194,25 @@ def test_epoch_curves_weight_windows_keep_the_last_repeat_and_mark_drops(tmp_pat
         {"event": "train", "step": 8, "epoch": 2.0, "top1_error": 0.4},
         {"event": "eval", "step": 8, "epoch": 2, "top1_error": 0.3},
     ]
-    curves = report.epoch_curves(events)
+    curves = figures.epoch_curves(events)
     assert curves["train_windows"] == ([0.5, 0.75, 1.0, 2.0], [0.9, 0.6, 0.6, 0.4])
     epochs, errors = curves["train_epochs"]
     assert epochs == [1, 2]
     assert errors == pytest.approx([(2 * 0.9 + 0.6 + 0.6) / 4, 0.4])
     assert curves["val"] == ([1, 2], [0.5, 0.3])
     assert curves["lr_drops"] == [(1, 0.001)]
-    report.plot_curves(events, str(tmp_path / "c.png"))
+    figures.plot_curves(events, str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
 def test_pick_queries_prefers_distinct_classes():
-    assert report.pick_queries([0, 0, 1, 1, 2], 3) == [0, 2, 4]
-    assert report.pick_queries([0, 0, 1], 3) == [0, 2, 1]
+    assert figures.pick_queries([0, 0, 1, 1, 2], 3) == [0, 2, 4]
+    assert figures.pick_queries([0, 0, 1], 3) == [0, 2, 1]
 
 
 def test_the_run_curves_come_from_metrics_jsonl(trained, tmp_path):
-    events = reporting.read_events(trained["workdir"])
-    curves = report.plot_curves(events, str(tmp_path / "c.png"))
+    events = workdir_lib.read_events(trained["workdir"])
+    curves = figures.plot_curves(events, str(tmp_path / "c.png"))
     assert curves["val"][0] == [1, 2]
     assert [epoch for epoch, _ in curves["lr_drops"]] == [2]  # min_delta 1: no epoch improves
 
@@ -230,21 +230,21 @@ def test_other_bad_input_is_named(trained, tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("")
     with pytest.raises(ValueError, match="--out=.* is a file"):
-        report.write_report(trained["workdir"], str(a_file), stream=None)
+        figures.write_report(trained["workdir"], str(a_file), stream=None)
     with pytest.raises(FileNotFoundError, match="data folder .*missing does not exist"):
-        report.write_report(trained["workdir"], str(tmp_path / "o"),
+        figures.write_report(trained["workdir"], str(tmp_path / "o"),
                             data_dir=str(tmp_path / "missing"), stream=None)
     no_events = tmp_path / "no_events"
     os.makedirs(no_events)
     for name in ("config.json", "best"):
         os.symlink(os.path.join(trained["workdir"], name), no_events / name)
     with pytest.raises(FileNotFoundError, match="metrics.jsonl: no training events"):
-        report.write_report(str(no_events), str(tmp_path / "o"), stream=None)
+        figures.write_report(str(no_events), str(tmp_path / "o"), stream=None)
 
 
 def test_a_demo_run_finds_its_data_from_any_folder(trained, tmp_path):
     """The trainer records the demo's data_dir relative to where it ran; restore finds it anyway."""
-    from keras_alexnet.serving import restore
+    from keras_alexnet.runs import restore
     workdir = tmp_path / "demo_run"
     os.makedirs(workdir)
     config = json.loads((open(os.path.join(trained["workdir"], "config.json")).read()))

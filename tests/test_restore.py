@@ -1,4 +1,4 @@
-"""serving/restore.py: a workdir's checkpoint back into a model, every weight or a clear error."""
+"""runs/restore.py: a workdir's checkpoint back into a model, every weight or a clear error."""
 import json
 import os
 import pathlib
@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import fixtures as fx
-from keras_alexnet.serving import export, restore
+from keras_alexnet.runs import restore
+from keras_alexnet.serving import export
 
 
 def _softmax(logits):

@@ -9,6 +9,7 @@ import pytest
 
 from keras_alexnet.config import ConfigError
 from keras_alexnet.study import analysis, runner, table, variants
+from keras_alexnet.training import workdir as workdir_lib
 from fixtures import REPO, demo_data_dir, read_events, tiny_config
 
 
@@ -77,7 +78,7 @@ def test_steps_to_threshold_from_a_metrics_file(tmp_path):
              {"event": "train", "step": 80, "epoch": 0.8, "top1_error": 0.58}]
     text = "".join(json.dumps(e) + "\n" for e in lines) + '{"event": "train", "st'  # kill -9
     (tmp_path / "metrics.jsonl").write_text(text)
-    curve = analysis.train_curve(analysis.read_events(str(tmp_path)))
+    curve = analysis.train_curve(workdir_lib.read_events(str(tmp_path)))
     assert [c[0] for c in curve] == [20, 40, 60, 80]
     assert analysis.steps_to_threshold(curve, 0.7) == {"step": 80, "epoch": 0.8}
     assert analysis.steps_to_threshold(curve, 0.75) == {"step": 40, "epoch": 0.4}

@@ -1,4 +1,6 @@
-"""training/workdir.py: config.json written then read back and compared; checkpoint paths."""
+"""training/workdir.py: config.json written then read back and compared; checkpoint paths; metrics.jsonl."""
+import io
+import math
 import os
 
 import pytest
@@ -267,7 +269,7 @@ def test_config_json_written_before_lrn_per_tower_rebuilds_cross_tower_lrn(tmp_p
     """Runs trained with LRN across the tower boundary rebuild that network, and a new run's
     per-tower default is refused in their workdir rather than resumed as a different net."""
     import json
-    from keras_alexnet.serving import restore
+    from keras_alexnet.runs import restore
     config = config_lib.get_config()
     config.model.update(num_classes=4, image_size=67, width=0.125, fc_units=16)
     config.input.data_dir = "/data"
@@ -289,7 +291,7 @@ def test_config_json_written_before_model_name_and_lrn_bias_reads_as_the_paper_n
     """Runs written before config.model.name and config.model.lrn_bias existed rebuild the
     paper's network with the paper's k = 2, and resume under today's default config."""
     import json
-    from keras_alexnet.serving import restore
+    from keras_alexnet.runs import restore
     config = config_lib.get_config()
     config.model.update(num_classes=4, image_size=67, width=0.125, fc_units=16)
     config.input.data_dir = "/data"
@@ -304,3 +306,61 @@ def test_config_json_written_before_model_name_and_lrn_bias_reads_as_the_paper_n
     config.model.lrn_bias = 1.0  # Caffe's k: another network, refused in this workdir
     with pytest.raises(config_lib.ConfigError, match="model.lrn_bias"):
         workdir_lib.check_workdir(config, str(tmp_path))
+
+
+# -- metrics.jsonl: one reader, one writer ---------------------------------------------------------
+
+_NOT_EVENTS = ['[1, 2, 3]', '"text"', '{"event": "eval", "step": "7"}', '{"step": 3}',
+               '{"event": "eval", "step": 8, "top1_error": "low"}', '{"event": "train", "step": true}',
+               '{"event": "final", "step": 9, "split": 3}', '{"event": "eval", "step": 4, "ep',
+               '{"event": "eval", "step": 5, "top1_error": "low"}', '{"event": "train", "step": 6, "loss": []}']
+
+
+def test_read_events_skips_lines_that_are_not_events_and_says_so_once(tmp_path):
+    good = ['{"event": "train", "step": 1, "epoch": 0.5, "loss": "nan", "top1_error": 0.9}',  # nan: as written
+            '{"event": "eval", "step": 2, "epoch": 1, "top1_error": 0.5, "extra": [1]}']
+    lines = [good[0]] + _NOT_EVENTS + ["", good[1]]
+    (tmp_path / workdir_lib.METRICS_FILENAME).write_text("\n".join(lines))
+    said = io.StringIO()
+    events = workdir_lib.read_events(str(tmp_path), stream=said)
+    assert [e["step"] for e in events] == [1, 2]
+    assert math.isnan(events[0]["loss"]) and events[1]["extra"] == [1]
+    path = os.path.join(str(tmp_path), workdir_lib.METRICS_FILENAME)
+    assert said.getvalue().count("\n") == 1  # one warning for all of them
+    assert said.getvalue().startswith(f"warning: {path}: skipped lines 2, 3, 4, 5, 6 and 5 more")
+    again = io.StringIO()
+    assert [e["step"] for e in workdir_lib.read_events(str(tmp_path), stream=again)] == [1, 2]
+    assert again.getvalue() == ""  # said once
+
+
+def test_readers_of_a_run_take_lines_that_are_not_events(tmp_path):
+    """bin/export's model card, the has-it-saved check and the study read past them."""
+    from keras_alexnet.serving import model_card
+    from keras_alexnet.study import analysis
+    (tmp_path / workdir_lib.METRICS_FILENAME).write_text("\n".join(_NOT_EVENTS[:3]) + "\n")
+    assert workdir_lib.has_saved_before(str(tmp_path)) is False
+    events = workdir_lib.read_events(str(tmp_path), stream=None)
+    assert events == [] and model_card.error_rows(events) == []
+    assert analysis.final_event(events, "validation") is None
+
+
+def test_read_events_without_the_file(tmp_path):
+    assert workdir_lib.read_events(str(tmp_path), missing_ok=True) == []
+    with pytest.raises(FileNotFoundError, match="no training events"):
+        workdir_lib.read_events(str(tmp_path))
+
+
+def test_the_writer_starts_on_a_new_line_after_a_line_cut_short(tmp_path):
+    """A kill mid-write leaves half a line; the resumed run's first event is not glued to it."""
+    from keras_alexnet.training import reporting
+    path = tmp_path / workdir_lib.METRICS_FILENAME
+    path.write_text('{"event": "checkpoint", "step": 4, "epoch": 1, "path": "c"}\n{"event": "tra')
+    reporter = reporting.Reporter(str(tmp_path))
+    reporter.event("train", 5, epoch=1.25, loss=2.0)
+    reporter.event("train", 6, epoch=1.5, loss=1.5)
+    said = io.StringIO()
+    events = workdir_lib.read_events(str(tmp_path), stream=said)
+    assert [(e["event"], e["step"]) for e in events] == [("checkpoint", 4), ("train", 5), ("train", 6)]
+    assert "skipped line 2," in said.getvalue()
+    assert path.read_text().endswith('"loss": 1.5}\n')
+    assert workdir_lib.has_saved_before(str(tmp_path)) is True

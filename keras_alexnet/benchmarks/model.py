@@ -5,7 +5,7 @@ training/steps.make_train_step, the compiled step bin/train runs: the loss, the
 paper's weight decay inside the momentum, loss scaling under float16. Inputs are
 synthetic, mean-subtracted-looking images. Each function returns images per
 second; `bin/benchmark` prints one JSON line in the same form as
-../shared/bench/seed_reference.py so the two can be compared side by side.
+docs/seed_reference.py so the two can be compared side by side.
 """
 import contextlib
 import time

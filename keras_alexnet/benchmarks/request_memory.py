@@ -64,9 +64,9 @@ CASES = {  # name: a function giving the encoded image
 def request_memory(saved_model, cases=None, scratch=None):
     """{case: {bytes, peak_rss_mib_before, peak_rss_mib_after, added_mib, seconds, refused}}."""
     from keras_alexnet.benchmarks import serving
-    from keras_alexnet.serving import evaluate
+    from keras_alexnet.serving import export_folder
     try:
-        path = evaluate.resolve_saved_model(saved_model)
+        path = export_folder.resolve_saved_model(saved_model)
     except FileNotFoundError:  # as `serve`: a random full-size export (memory ignores weights)
         path, _ = serving.random_export(saved_model)
     results = {}

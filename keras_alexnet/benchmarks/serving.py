@@ -17,7 +17,6 @@ same machine load:
 batch 1: p50 and p99 latency over single-image requests; batch 32: images/s.
 """
 import glob
-import json
 import os
 import time
 
@@ -28,8 +27,8 @@ from absl import logging
 
 def random_export(export_dir, seed=0):
     """Exports a randomly initialised paper AlexNet (227 px, 1000 classes); returns (path, model)."""
+    from keras_alexnet.runs import restore
     from keras_alexnet.serving import export
-    from keras_alexnet.serving import restore
 
     kwargs = dict(num_classes=1000, image_size=227, seed=seed)
     model = restore.build_model(kwargs)
@@ -116,15 +115,16 @@ def read_images(pattern, num_images):
 
 def serving_benchmark(saved_model, images, *, requests=60, batches=3, batch_size=32, rounds=3):
     """measure() on an export (a random full-size one is exported first if there is none)."""
-    from keras_alexnet.serving import evaluate, restore
+    from keras_alexnet.runs import restore
+    from keras_alexnet.serving import export_folder
     model = None
     try:
-        path = evaluate.resolve_saved_model(saved_model)
+        path = export_folder.resolve_saved_model(saved_model)
     except FileNotFoundError:
         logging.warning("exporting a random full-size AlexNet to %s", saved_model)
         path, model = random_export(saved_model)
     if model is None:  # same architecture, own random weights: the speed is the same
-        config = json.loads(tf.saved_model.load(path).metadata_json.numpy())["config"]
+        config = export_folder.read_metadata(tf.saved_model.load(path))["config"]
         model = restore.build_model(config["model"])
     result = measure(path, model, images, requests=requests, batches=batches,
                      batch_size=batch_size, rounds=rounds)

@@ -51,14 +51,14 @@ def trainer_config(data_dir, *, batch_size, steps, warmup, precision="float32", 
 
 def trainer_rate(data_dir, **kwargs):
     """(images/s of bin/train's loop over `steps` steps after `warmup`, the precision it ran in)."""
-    from keras_alexnet.training import distribute, reporting, train
+    from keras_alexnet.training import distribute, train, workdir as workdir_lib
     config = trainer_config(data_dir, **kwargs)
     workdir = tempfile.mkdtemp(prefix="benchmark-trainer-")
     try:
         result = train.train_and_evaluate(config, workdir)
         if result.get("status") != "max_steps":
             raise RuntimeError(f"the benchmark's run ended early: {result}")
-        events = {e["step"]: e for e in reporting.read_events(workdir) if e["event"] == "train"}
+        events = {e["step"]: e for e in workdir_lib.read_events(workdir) if e["event"] == "train"}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         distribute.set_precision("float32")

@@ -14,7 +14,7 @@ train times the step bin/train runs (loss, the paper's weight decay, momentum);
 lrn times the network's two LRN layers alone, forward and gradient, as training runs them;
 trainer times bin/train's whole loop on a TFRecord folder (input pipeline, strategy,
 steps_per_loop, the host's reads every log_every_steps = gcd(warmup, steps));
-train, infer and input print the same keys as ../shared/bench/seed_reference.py,
+train, infer and input print the same keys as docs/seed_reference.py,
 so the two can be run alternately and their ratio quoted. serve exports a random
 full-size model to --saved_model first if it holds no version; request_memory too, and then
 sends crafted images one at a time (benchmarks/request_memory.py: a request's peak memory).

@@ -32,10 +32,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if bool(_WORKDIR.value) == bool(_SAVED_MODEL.value):
         raise app.UsageError("give exactly one of --workdir and --saved_model")
+    from keras_alexnet.runs import evaluate as run_evaluate
     from keras_alexnet.serving import evaluate
     try:
         if _WORKDIR.value:
-            result = evaluate.evaluate_checkpoint(
+            result = run_evaluate.evaluate_checkpoint(
                 _WORKDIR.value, _DATA.value, checkpoint=_CHECKPOINT.value,
                 ten_crop=_TEN_CROP.value, batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value)
         else:
@@ -45,7 +46,7 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
         sys.stderr.write(f"bin/evaluate: error: {e}\n")
         sys.exit(1)
-    print(evaluate.format_table([result], _DATA.value))
+    print(run_evaluate.format_table([result], _DATA.value))
     if _JSON.value:
         print(json.dumps(result.as_dict()))
 

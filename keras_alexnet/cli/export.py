@@ -34,7 +34,7 @@ flags.mark_flags_as_required(["workdir", "export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_alexnet.serving import export
+    from keras_alexnet.serving import export, export_folder
     try:
         path = export.export_from_workdir(
             _WORKDIR.value, _EXPORT_DIR.value, _CHECKPOINT.value, data_dir=_DATA_DIR.value,
@@ -43,7 +43,7 @@ def main(argv):
         sys.stderr.write(f"bin/export: error: {e}\n")
         sys.exit(1)
     print(f"exported {path}")
-    print(f"model card: {os.path.join(path, 'assets.extra', 'MODEL_CARD.md')}")
+    print(f"model card: {export_folder.card_path(path)}")
     print(f"signatures: {export.SERVING_DEFAULT} (image_bytes), {export.PREDICT_IMAGES} (images), "
           f"{export.TEN_CROP} (image_bytes)")
 

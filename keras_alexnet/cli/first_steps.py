@@ -1,6 +1,6 @@
 """The first training steps, layer by layer: one JSON line per step (training/first_steps.py).
 
-    python -m keras_alexnet.cli.first_steps --config=configs/imagenette_paper.py:paper_init \
+    bin/first_steps --config=configs/imagenette_paper.py:paper_init \
         --config.input.data_dir=DATA --steps=30 [--config.model.dropout_scaling=inverted] [--out=FILE]
 """
 import json
@@ -27,7 +27,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
     if not config.input.data_dir:
-        sys.stderr.write("first_steps: error: --config.input.data_dir must name a folder written "
+        sys.stderr.write("bin/first_steps: error: --config.input.data_dir must name a folder written "
                          "by bin/make_tfrecords\n")
         sys.exit(1)
     out = open(_OUT.value, "w") if _OUT.value else None

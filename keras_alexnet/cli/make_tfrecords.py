@@ -26,7 +26,8 @@ flags.DEFINE_integer("num_workers", None, "Worker processes (default: the CPUs t
                      "by its affinity and cgroup quota).", lower_bound=1)
 flags.DEFINE_integer("resize", 256, "Shorter side to this, central square crop, re-encode; "
                      "0 keeps the original bytes of RGB JPEGs.", lower_bound=0)
-flags.DEFINE_integer("quality", 90, "JPEG quality of re-encoded images (1-100).",
+flags.DEFINE_integer("quality", None, "JPEG quality of re-encoded images, 1-100 (default: "
+                     "data/layout.JPEG_QUALITY).",
                      lower_bound=1, upper_bound=100)
 flags.DEFINE_integer("stats_size", 256, "With --resize 0: side of the mean image.", lower_bound=1)
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir for --source tfds:NAME (already prepared).")

@@ -7,7 +7,7 @@ drops marked), DIR/conv1_kernels.png (the conv1 kernels feeding each tower of
 conv2, with their mean chroma), DIR/neighbours.png (validation images and their
 nearest training images in fc7 space) and DIR/report.json. The nearest neighbours
 take one pass over the validation and the training split, streamed: memory stays
-bounded on ILSVRC-size splits (keras_alexnet/study/neighbours.py).
+bounded on ILSVRC-size splits (keras_alexnet/report/neighbours.py).
 """
 import os
 import sys
@@ -32,11 +32,11 @@ flags.mark_flags_as_required(["workdir", "out"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_alexnet.study import report
+    from keras_alexnet.report import figures
     try:
-        result = report.write_report(_WORKDIR.value, _OUT.value, data_dir=_DATA_DIR.value,
-                                     checkpoint=_CHECKPOINT.value, k=_K.value,
-                                     num_queries=_NUM_QUERIES.value, batch_size=_BATCH_SIZE.value)
+        result = figures.write_report(_WORKDIR.value, _OUT.value, data_dir=_DATA_DIR.value,
+                                      checkpoint=_CHECKPOINT.value, k=_K.value,
+                                      num_queries=_NUM_QUERIES.value, batch_size=_BATCH_SIZE.value)
     except (ValueError, FileNotFoundError) as e:
         sys.stderr.write(f"bin/report: error: {e}\n")
         sys.exit(1)
@@ -45,7 +45,7 @@ def main(argv):
           f"({colour['split']})")
     print(f"fc7 {nn['k']} nearest: same class {nn['same_class_precision']:.1%} "
           f"(chance {nn['chance']:.1%}) over {nn['num_validation']:,} validation images")
-    print(f"wrote curves.png, conv1_kernels.png, neighbours.png, {report.REPORT_FILENAME} "
+    print(f"wrote curves.png, conv1_kernels.png, neighbours.png, {figures.REPORT_FILENAME} "
           f"in {_OUT.value}")
 
 

@@ -22,12 +22,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's start-up
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from keras_alexnet import configs  # noqa: E402
 from keras_alexnet.cli import run_app  # noqa: E402
 from keras_alexnet.study.variants import DEFAULT_VARIANTS  # noqa: E402
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The package's copy: an installed alexnet-study has it without the repository.
+DEFAULT_CONFIG = configs.path("imagenette.py")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_REPO, "configs", "imagenette.py"),
+    "config", DEFAULT_CONFIG,
     "The baseline config file (default: the quick recipe, configs/imagenette.py).",
     lock_config=True)
 _OUT = flags.DEFINE_string("out", None, "The study folder: runs/, study.json, study.md, figure1.png.")

@@ -119,13 +119,17 @@ def merge_stats(out, names):
 
 
 def convert(source, input_dir, output_dir, split="train", num_shards=None, num_workers=None,
-            resize=256, quality=90, tfds_data_dir=None, devkit_dir=None, stats_size=256,
+            resize=256, quality=None, tfds_data_dir=None, devkit_dir=None, stats_size=256,
             class_names=None, stream=sys.stderr):
-    """Converts one split; returns the summary dict (also in OUT/report-{split}.json)."""
+    """Converts one split; returns the summary dict (also in OUT/report-{split}.json).
+
+    quality: the re-encoded JPEGs' (None: layout.JPEG_QUALITY).
+    """
     if split not in ("train", "validation", "test"):
         raise SourceError(f"--split {split!r}: expected train, validation or test")
     if resize < 0 or (resize == 0 and stats_size <= 0):
         raise SourceError(f"--resize {resize}: expected 0 (keep) or a size in pixels")
+    quality = layout.JPEG_QUALITY if quality is None else quality
     if not 1 <= quality <= 100:
         raise SourceError(f"--quality {quality}: expected a JPEG quality from 1 to 100")
     if num_workers is not None and num_workers < 1:

@@ -2,7 +2,15 @@
 
 make_dataset reads the shards make_tfrecords writes (or the Inception/TPU
 converters' ImageNet TFRecords, with label_offset=1) and yields batches of
-preprocessed images (preprocessing.py) and int32 labels.
+preprocessed images (preprocessing.py) and int32 labels, in four stages:
+
+    list_shards -> read_records (this worker's share, shuffled in training)
+                -> decode_and_augment (preprocessing.py) -> batch
+
+from_input_config is make_dataset with a run's config.input and config.model: the
+trainer, bin/evaluate, bin/report and first_steps read their data through it. A pass
+that needs the records themselves in make_dataset's order (bin/report's neighbour
+images) reads them with read_records.
 """
 import os
 
@@ -36,33 +44,28 @@ def list_shards(file_pattern):
     return files
 
 
-def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=227, label_offset=0,
-                 input_context=None, seed=None, ten_crop=False, repeat=None,
-                 normalization="mean_image", crop="paper", drop_remainder=None,
-                 shuffle_buffer=SHUFFLE_BUFFER, lighting_std=preprocessing.LIGHTING_STD,
-                 stored_size=None):
-    """Batches of (images float32 [B, S, S, 3] (or [B, 10, S, S, 3] with ten_crop), labels int32 [B]).
+def _worker(input_context, seed):
+    """(number of input pipelines, this one's index, its seed)."""
+    if input_context is None or input_context.num_input_pipelines <= 1:
+        return 1, 0, seed
+    n, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    # A distinct augmentation per worker, still reproducible.
+    return n, index, None if seed is None else seed * 1009 + index
 
-    batch_size is the batch this dataset yields: under tf.distribute pass
-    input_context.get_per_replica_batch_size(global_batch). stats: DatasetStats,
-    a stats.npz path or its folder, or None (no mean subtraction, no lighting).
-    stored_size: the side of the stored squares, cropped as they are (other images are
-    resized to it first); by default the mean image's, 256 without stats.
-    seed makes the order and every augmentation reproducible. Evaluation
-    (training=False, repeat=False) yields every example exactly once, in order.
+
+def read_records(files, training, *, input_context=None, seed=None, repeat=None,
+                 shuffle_buffer=SHUFFLE_BUFFER):
+    """Serialized examples of `files` (list_shards' sorted list): this worker's share.
+
+    Evaluation (training=False) reads the files interleaved one record at a time over
+    min(files, 16) of them, the same order every time; training shuffles the files and
+    the records (`seed` makes it reproducible) and repeats unless told repeat=False.
+    seed: the worker's (see _worker).
     """
     repeat = training if repeat is None else repeat
-    drop_remainder = training if drop_remainder is None else drop_remainder
-    if isinstance(stats, (str, os.PathLike)):
-        stats = stats_lib.load_stats(stats)
-    files = list_shards(file_pattern)
+    n, index = _worker(input_context, seed)[:2]
     deterministic = seed is not None or not training
     ds = tf.data.Dataset.from_tensor_slices(files)
-    n, index = 1, 0
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        n, index = input_context.num_input_pipelines, input_context.input_pipeline_id
-        if seed is not None:
-            seed = seed * 1009 + index  # distinct augmentation per worker, still reproducible
     # Whole files per worker when there are enough of them (no worker reads another's
     # data); otherwise every worker reads every file and keeps 1 record in n of each,
     # a split that holds whatever order the workers' shuffles give the files.
@@ -81,12 +84,21 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
     if training:
         # Shuffle, then repeat: each epoch sees every example once before the next begins.
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    return ds.repeat() if repeat else ds
+
+
+def decode_and_augment(records, training, *, stats=None, image_size=227, label_offset=0, seed=None,
+                       ten_crop=False, normalization="mean_image", crop="paper",
+                       lighting_std=preprocessing.LIGHTING_STD, stored_size=None):
+    """(image, int32 label) of each serialized example: preprocess_for_train or _for_eval.
+
+    In training each example gets its own stateless seed (Dataset.random is reproducible
+    when seeded): the worker's `seed`, as read_records got it.
+    """
+    deterministic = seed is not None or not training
     parse = lambda serialized: parse_example(serialized, label_offset)  # noqa: E731
     if training:
-        # One stateless seed per example: Dataset.random is reproducible when seeded.
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+        records = tf.data.Dataset.zip((records, tf.data.Dataset.random(seed=seed).batch(2)))
 
         def process(serialized, example_seed):
             image_bytes, label = parse(serialized)
@@ -100,7 +112,61 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
             return preprocessing.preprocess_for_eval(
                 image_bytes, stats, image_size=image_size, normalization=normalization,
                 ten_crop=ten_crop, stored_size=stored_size), label
-    ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    # drop_remainder in training keeps the batch shape static for the compiled step.
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return records.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def batch(examples, batch_size, drop_remainder):
+    """Batches, prefetched; drop_remainder (training) keeps the shape static for the compiled step."""
+    return examples.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=227, label_offset=0,
+                 input_context=None, seed=None, ten_crop=False, repeat=None,
+                 normalization="mean_image", crop="paper", drop_remainder=None,
+                 shuffle_buffer=SHUFFLE_BUFFER, lighting_std=preprocessing.LIGHTING_STD,
+                 stored_size=None):
+    """Batches of (images float32 [B, S, S, 3] (or [B, 10, S, S, 3] with ten_crop), labels int32 [B]).
+
+    batch_size is the batch this dataset yields: under tf.distribute pass
+    input_context.get_per_replica_batch_size(global_batch). stats: DatasetStats,
+    a stats.npz path or its folder, or None (no mean subtraction, no lighting).
+    stored_size: the side of the stored squares, cropped as they are (other images are
+    resized to it first); by default the mean image's, 256 without stats.
+    seed makes the order and every augmentation reproducible. Evaluation
+    (training=False, repeat=False) yields every example exactly once, in order.
+    """
+    if isinstance(stats, (str, os.PathLike)):
+        stats = stats_lib.load_stats(stats)
+    seed = _worker(input_context, seed)[2]
+    records = read_records(list_shards(file_pattern), training, input_context=input_context,
+                           seed=seed, repeat=repeat, shuffle_buffer=shuffle_buffer)
+    examples = decode_and_augment(
+        records, training, stats=stats, image_size=image_size, label_offset=label_offset,
+        seed=seed, ten_crop=ten_crop, normalization=normalization, crop=crop,
+        lighting_std=lighting_std, stored_size=stored_size)
+    return batch(examples, batch_size, training if drop_remainder is None else drop_remainder)
+
+
+_DATA_STATS = "the data folder's stats.npz"  # from_input_config's default stats
+
+
+def from_input_config(config, split, batch_size, training, *, data_dir=None, file_pattern=None,
+                      stats=_DATA_STATS, **kwargs):
+    """make_dataset of a run's `split`, as its config says: no caller re-threads config.input.
+
+    config: the run's config (a ConfigDict, or config.json's dict: fields it lacks take
+    make_dataset's defaults); its input.data_dir, input.label_offset, input.normalization
+    and, in training, input.crop, input.lighting_std and input.shuffle_buffer; the
+    network's model.image_size. data_dir: instead of config.input.data_dir (a moved run,
+    the demo data); file_pattern: other shards than the split's (bin/evaluate --data);
+    stats: instead of the data folder's stats.npz (None: no mean, no lighting). kwargs: make_dataset's input_context,
+    seed, ten_crop, repeat, drop_remainder.
+    """
+    input_config = config["input"]
+    data_dir = data_dir or input_config["data_dir"]
+    options = {key: input_config[key] for key in ("label_offset", "normalization")
+               + (("crop", "lighting_std", "shuffle_buffer") if training else ())
+               if key in input_config}
+    return make_dataset(file_pattern or layout.shard_pattern(data_dir, split), batch_size, training,
+                        stats=stats_lib.load_stats(data_dir) if stats is _DATA_STATS else stats,
+                        image_size=config["model"]["image_size"], **options, **kwargs)

@@ -28,6 +28,9 @@ STATS_FILENAME = "stats.npz"
 MANIFEST_FILENAME = "dataset.json"
 PARTS_DIR = ".parts"
 LOCK_FILENAME = ".lock"  # held by the make_tfrecords writing the folder (locking.py)
+# The JPEG quality make_tfrecords re-encodes with (--quality); the export re-encodes a request
+# at the quality its data was written with, so that it sees the pixels training saw.
+JPEG_QUALITY = 90
 
 # The keys of the Inception/TPU ImageNet converters, so their TFRecords read too.
 # The writer (shard_writer.make_example) and the reader (input_pipeline) both use this dict.
@@ -225,7 +228,7 @@ def splits_complete(data_dir, splits):
 
 def writer_jpeg_quality(manifest):
     """The JPEG quality make_tfrecords re-encoded with; 0 if it kept the original bytes (--resize 0)."""
-    return int(manifest.get("quality", 90)) if manifest.get("resize", 1) else 0
+    return int(manifest.get("quality", JPEG_QUALITY)) if manifest.get("resize", 1) else 0
 
 
 def split_size(data_dir, split):
@@ -237,3 +240,18 @@ def split_size(data_dir, split):
         return int(read_json(path)["written"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def shards_size(files):
+    """split_size of the split whose shards are exactly `files` (one folder), else None.
+
+    The count is the split's report: counting the records would read the data twice.
+    """
+    folders = {os.path.dirname(f) for f in files}
+    if len(folders) != 1:
+        return None
+    folder = folders.pop()
+    for split in read_manifest(folder).get("splits", {}):
+        if sorted(tf.io.gfile.glob(shard_pattern(folder, split))) == sorted(files):
+            return split_size(folder, split)
+    return None

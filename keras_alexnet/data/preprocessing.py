@@ -1,4 +1,4 @@
-"""The paper's preprocessing as pure tensor functions (PAPER.md, "Data" and "Augmentation").
+"""The paper's preprocessing as pure tensor functions (its Sec. 2, the data, and 4.1, augmentation).
 
 Training: a random image_size x image_size patch of the stored 256x256 image
 (only that window is decoded), the matching patch of the mean image subtracted,

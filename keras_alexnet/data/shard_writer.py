@@ -66,7 +66,7 @@ def _paper_resize(img, size):
     return img.crop((left, top, left + size, top + size))
 
 
-def convert_image(data, resize, quality=90, stats_size=256):
+def convert_image(data, resize, quality=layout.JPEG_QUALITY, stats_size=256):
     """Encoded bytes -> (RGB JPEG bytes, uint8 pixels as the reader decodes them, mean view).
 
     resize > 0: the paper's shorter-side resize and central crop, re-encoded.

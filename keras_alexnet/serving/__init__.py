@@ -1,1 +1,1 @@
-"""Serving: the SavedModel export, its in-graph preprocessing, restoring a run, evaluation and prediction."""
+"""Serving: the SavedModel export and its folder, its in-graph preprocessing, its evaluation, prediction and the clients."""

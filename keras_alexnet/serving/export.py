@@ -1,16 +1,11 @@
 """SavedModel export for TF Serving: encoded images in, probabilities and class names out.
 
 `export_from_workdir` rebuilds the network from WORKDIR/config.json, restores a
-checkpoint, and writes TF Serving's model base path layout
-
-    EXPORT_DIR/<version>/saved_model.pb, variables/, assets.extra/
-
-(assets.extra/: TF Serving's warmup requests, labels.txt, metadata.json and
-MODEL_CARD.md, model_card.py's summary for people)
-
-with a new integer version; the version is written under a hidden temporary
-name and renamed only when complete, so TF Serving never sees half a model and
-an existing version is never overwritten.
+checkpoint, and writes a new integer version into TF Serving's model base path
+(export_folder.py: the SavedModel, and in assets.extra/ the warmup requests, the
+labels, the metadata and the model card); the version is written under a hidden
+temporary name and renamed only when complete, so TF Serving never sees half a
+model and an existing version is never overwritten.
 
 The SavedModel is a `tf.Module` around the Keras model's call (LRN and the
 tower convolutions trace into plain TensorFlow ops: no XLA, no custom ops) with
@@ -38,9 +33,10 @@ from absl import logging
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
 from keras_alexnet.data.preprocessing import crop_centre, ten_crops
-from keras_alexnet.serving import image_size, model_card
+from keras_alexnet.serving import export_folder, image_size, model_card
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
+from keras_alexnet.training import workdir as workdir_lib
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_IMAGES = "predict_images"
@@ -52,7 +48,7 @@ class ServingModule(tf.Module):
     """The exported object: the Keras model, its statistics and labels, three signatures."""
 
     def __init__(self, model, mean_image, synsets, class_names, *, std=None, metadata=None,
-                 jpeg_quality=prep.WRITER_JPEG_QUALITY):
+                 jpeg_quality=layout.JPEG_QUALITY):
         super().__init__(name="alexnet_serving")
         self.model = model
         size = int(model.input_shape[1])
@@ -176,19 +172,6 @@ def check_request(image_bytes):
         return tf.identity(image_bytes)
 
 
-def list_versions(export_dir):
-    """The integer version folders of a TF Serving model base path ([] if it does not exist)."""
-    if not tf.io.gfile.isdir(export_dir):
-        return []
-    return [int(name.rstrip("/")) for name in tf.io.gfile.listdir(export_dir)
-            if name.rstrip("/").isdigit()]
-
-
-def next_version(export_dir):
-    """1 + the largest integer version folder in export_dir (1 when there is none)."""
-    return max(list_versions(export_dir), default=0) + 1
-
-
 def save(module, export_dir, *, version=None, warmup_images=(), model_name="alexnet",
          extra_files=None):
     """Writes module as EXPORT_DIR/<version> (a new version unless given); returns its path.
@@ -198,7 +181,7 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
     """
     _make_export_dir(export_dir)
     remove_abandoned_temporaries(export_dir)
-    version = next_version(export_dir) if version is None else int(version)
+    version = export_folder.next_version(export_dir) if version is None else int(version)
     final = os.path.join(export_dir, str(version))
     if tf.io.gfile.exists(final):
         raise FileExistsError(f"{final} exists; a version is never overwritten")
@@ -211,13 +194,9 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
             os.makedirs(tmp)
             held = locking.hold_folder(tmp)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
-        extra = os.path.join(tmp, warmup_lib.WARMUP_DIR)
-        tf.io.gfile.makedirs(extra)
-        warmup_lib.write_warmup_file(os.path.join(extra, warmup_lib.WARMUP_FILENAME),
+        export_folder.write_extra_files(tmp, extra_files or {})
+        warmup_lib.write_warmup_file(export_folder.warmup_path(tmp),
                                      warmup_logs(warmup_images, module.image_size, model_name))
-        for name, text in (extra_files or {}).items():
-            with tf.io.gfile.GFile(os.path.join(extra, name), "w") as f:
-                f.write(text)
         if tf.io.gfile.exists(final):  # another export took this number meanwhile
             raise FileExistsError(f"{final} appeared during the export; nothing overwritten")
         tf.io.gfile.rename(tmp, final, overwrite=False)
@@ -310,22 +289,21 @@ def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name
                                   num_warmup_images)
     labels = layout.labels_text(zip(run.synsets, run.class_names))
     model_name = model_name or os.path.basename(os.path.normpath(export_dir))
-    version = next_version(export_dir) if version is None else int(version)  # the card names it
-    card = model_card.model_card(
+    version = export_folder.next_version(export_dir) if version is None else int(version)
+    card = model_card.model_card(  # the card names the version
         module.signatures(), metadata, synsets=run.synsets, class_names=run.class_names,
         model_name=model_name, version=version, export_dir=export_dir, data_dir=run.data_dir,
-        events=model_card.read_metrics(workdir), workdir=workdir)
+        events=workdir_lib.read_events(workdir, missing_ok=True) if workdir else [],
+        workdir=workdir)
     path = save(module, export_dir, version=version, warmup_images=warmup, model_name=model_name,
-                extra_files={layout.LABELS_FILENAME: labels,
-                             "metadata.json": json.dumps(metadata, indent=2, sort_keys=True),
-                             model_card.CARD_FILENAME: card})
+                extra_files=export_folder.extra_files(labels=labels, metadata=metadata, card=card))
     logging.info("exported %s (checkpoint %s)", path, run.checkpoint_path)
     return path
 
 
 def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None, **kwargs):
     """Restores WORKDIR's checkpoint and exports it; returns the new version's path."""
-    from keras_alexnet.serving import restore  # keras_alexnet's model code: export time only
+    from keras_alexnet.runs import restore  # keras_alexnet's model code: export time only
 
     return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir), export_dir,
                       workdir=workdir, **kwargs)

@@ -1,4 +1,4 @@
-"""MODEL_CARD.md in an export's assets.extra/: what the model is, for a person who finds the folder.
+"""The model card, assets.extra/MODEL_CARD.md of an export: what the model is, for a person.
 
 What it was trained on (the data folder's dataset.json and reports), the
 validation errors it reached (the workdir's metrics.jsonl: the `final` and
@@ -11,12 +11,7 @@ import json
 import os
 import re
 
-import tensorflow as tf
-
 from keras_alexnet.data import layout
-
-CARD_FILENAME = "MODEL_CARD.md"
-METRICS_FILENAME = "metrics.jsonl"  # training/workdir.py's WORKDIR/metrics.jsonl
 
 # The config fields worth a line on the card (dotted; absent ones are left out).
 KEY_FIELDS = ("model.name", "model.num_classes", "model.image_size", "model.width",
@@ -26,21 +21,6 @@ KEY_FIELDS = ("model.name", "model.num_classes", "model.image_size", "model.widt
               "input.lighting_std", "batch_size", "num_epochs", "optimizer.learning_rate",
               "optimizer.momentum", "optimizer.weight_decay", "schedule.patience", "precision",
               "seed")
-
-
-def read_metrics(workdir):
-    """The events of WORKDIR/metrics.jsonl ([] without a workdir or the file)."""
-    path = os.path.join(workdir, METRICS_FILENAME) if workdir else None
-    if not path or not tf.io.gfile.exists(path):
-        return []
-    events = []
-    with tf.io.gfile.GFile(path) as f:
-        for line in f:
-            try:
-                events.append(json.loads(line))
-            except ValueError:  # a line cut short by a killed run
-                continue
-    return events
 
 
 def checkpoint_step(checkpoint_path):
@@ -146,7 +126,7 @@ def _preprocessing_lines(metadata):
 
 def model_card(signatures, metadata, *, synsets, class_names, model_name, version, export_dir,
                data_dir=None, events=(), workdir=None, now=None):
-    """MODEL_CARD.md's text.
+    """The model card's text.
 
     signatures: {name: concrete function} of the export; metadata: export.py's metadata dict
     (config, checkpoint, image_size, resize, normalization, jpeg_quality); events: metrics.jsonl.

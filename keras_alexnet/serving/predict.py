@@ -11,8 +11,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from keras_alexnet.serving import client
-from keras_alexnet.serving.evaluate import resolve_saved_model
+from keras_alexnet.serving import client, export_folder
 
 DEFAULT_BATCH_SIZE = 8
 MAX_BATCH_BYTES = 32 * 1024 * 1024  # a request's image bytes (REST adds a third for base64)
@@ -27,7 +26,7 @@ class Prediction:
 
 def load_classifier(saved_model, signature=client.DEFAULT_SIGNATURE):
     """client.SavedModelClassifier of a SavedModel (or of a model base path's newest version)."""
-    return client.SavedModelClassifier(resolve_saved_model(saved_model), signature)
+    return client.SavedModelClassifier(export_folder.resolve_saved_model(saved_model), signature)
 
 
 def read_image(path):

@@ -22,13 +22,12 @@ Remaining differences are named in `scale_and_center`.
 """
 import tensorflow as tf
 
+from keras_alexnet.data import layout
 # The input pipeline's crop, resize and JPEG decoding (DCT_METHOD, the accurate IDCT, as
 # the writer's Pillow decodes): one implementation of each for every path.
 from keras_alexnet.data.preprocessing import (  # noqa: F401  (scaled_size: part of this API)
     DCT_METHOD, RESIZE_METHOD, crop_centre, resize_shorter_side_pillow_bicubic, scaled_size)
 
-# make_tfrecords' JPEG quality.
-WRITER_JPEG_QUALITY = 90
 
 
 def _jpeg_draft_scale(image_bytes, size):
@@ -106,14 +105,14 @@ def _rewrite(image_bytes, size, draft=True):
     return crop_centre(resize_shorter_side_pillow_bicubic(image, size), size)
 
 
-def to_record(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
+def to_record(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY):
     """The JPEG bytes make_tfrecords stores for an image (the bytes themselves if already so)."""
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     return tf.cond(_is_stored(image_bytes, size), lambda: image_bytes, lambda: tf.io.encode_jpeg(
         tf.cast(_rewrite(image_bytes, size), tf.uint8), quality=jpeg_quality))
 
 
-def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
+def scale_and_center(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY):
     """float32 [size, size, 3]: the pixels the input pipeline reads for the record of these bytes.
 
     A JPEG already size x size (a record make_tfrecords wrote) is decoded as the
@@ -137,7 +136,7 @@ def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
     return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality)), [size, size, 3])
 
 
-def stored_centre_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALITY):
+def stored_centre_patch(image_bytes, size, image_size, jpeg_quality=layout.JPEG_QUALITY):
     """float32 [S, S, 3]: any image's centre patch as training saw it: the image written as
     make_tfrecords stores it (resized to `size`, re-encoded at jpeg_quality), then its centre
     window decoded as the pipeline decodes it (data.preprocessing.decode_centre_patch).

@@ -1,4 +1,4 @@
-"""TF Serving warmup records: `assets.extra/tf_serving_warmup_requests`.
+"""TF Serving warmup records: `assets.extra/tf_serving_warmup_requests` (export_folder.py).
 
 TF Serving replays the records of that file, each a serialized
 `tensorflow.serving.PredictionLog` in a TFRecord, when it loads a version, so
@@ -11,9 +11,6 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from keras_alexnet.serving import client
-
-WARMUP_FILENAME = "tf_serving_warmup_requests"
-WARMUP_DIR = "assets.extra"
 
 
 def predict_log(inputs, model_name="", signature_name="serving_default"):

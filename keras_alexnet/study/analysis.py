@@ -11,9 +11,7 @@ of a difference of error rates measured on n images, 2 * sqrt(sum p (1 - p) / n)
 rates involved (two for an error difference; four for a difference of train/validation
 gaps). The validation images are the same for every run, so (b) uses n, not n x seeds.
 """
-import json
 import math
-import os
 
 NOISE_RULE = (
     "A difference d = mean(variant) - mean(baseline) over seeds is beyond the noise when |d| "
@@ -29,21 +27,7 @@ ERROR_METRICS = ("centre_top1_error", "centre_top5_error", "ten_crop_top1_error"
                  "ten_crop_top5_error")
 
 
-# -- reading a run's events -------------------------------------------------------------------
-
-def read_events(workdir):
-    """metrics.jsonl's events; a half-written last line (kill -9) is ignored."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    events = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return events
-
+# -- a run's events (training/workdir.read_events) ----------------------------------------------
 
 def final_event(events, split):
     """The last 'final' event of `split`, or None: a run is finished when it has one."""

@@ -35,6 +35,7 @@ from keras_alexnet import config as config_lib
 from keras_alexnet.data import layout
 from keras_alexnet.progress import duration
 from keras_alexnet.study import analysis, table, variants as variants_lib
+from keras_alexnet.training import workdir as workdir_lib
 
 RUNS_DIR = "runs"
 STUDY_JSON, STUDY_MD, FIGURE1 = "study.json", "study.md", "figure1.png"
@@ -65,14 +66,13 @@ def plan(base, variant_names, seeds):
 
 
 def is_finished(workdir, eval_split, eval_train_split):
-    if analysis.final_event(analysis.read_events(workdir), eval_split) is None:
+    if analysis.final_event(workdir_lib.read_events(workdir, missing_ok=True), eval_split) is None:
         return False
     return not eval_train_split or os.path.exists(os.path.join(workdir, TRAIN_SPLIT_FILENAME))
 
 
 def check_existing_runs(out, runs):
     """A run folder holding another config (a changed --config or override) is refused up front."""
-    from keras_alexnet.training import workdir as workdir_lib
     for name, _, _, config in runs:
         if os.path.isdir(run_dir(out, name)):
             workdir_lib.check_workdir(config, run_dir(out, name))
@@ -132,7 +132,7 @@ def _log_tail(path, lines=3):
 
 
 def _errors(workdir, eval_split):
-    final = analysis.final_event(analysis.read_events(workdir), eval_split) or {}
+    final = analysis.final_event(workdir_lib.read_events(workdir, missing_ok=True), eval_split) or {}
     parts = [f"{label} {final[key]:.2%}" for key, label in (
         ("centre_top1_error", "top-1 centre"), ("ten_crop_top1_error", "ten crops"))
         if key in final]
@@ -144,7 +144,7 @@ def collect_runs(out, runs, eval_split, eval_train_split, failed=()):
     collected = []
     for name, variant, seed, _ in runs:
         workdir = run_dir(out, name)
-        events = analysis.read_events(workdir)
+        events = workdir_lib.read_events(workdir, missing_ok=True)
         split_path = os.path.join(workdir, TRAIN_SPLIT_FILENAME)
         status = "done" if is_finished(workdir, eval_split, eval_train_split) else \
             "failed" if name in failed else "not finished"
@@ -230,8 +230,7 @@ def run_study(base, out, variant_names, seeds, *, thresholds=(0.7, 0.6, 0.5),
 
 def evaluate_train_split(config, workdir):
     """The final weights' top-1/top-5 error on the training split, evaluation mode, centre crop."""
-    from keras_alexnet.serving import evaluate
-    from keras_alexnet.training import workdir as workdir_lib
+    from keras_alexnet.runs import evaluate
     data_dir = config.input.data_dir or workdir_lib.demo_data_dir(workdir)
     result = evaluate.evaluate_checkpoint(
         workdir, layout.shard_pattern(data_dir, config.input.train_split), checkpoint="latest",
@@ -250,7 +249,8 @@ def worker(config_path, workdir, eval_train_split):
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
     try:
-        if analysis.final_event(analysis.read_events(workdir), config.input.eval_split) is None:
+        events = workdir_lib.read_events(workdir, missing_ok=True)
+        if analysis.final_event(events, config.input.eval_split) is None:
             result = train.train_and_evaluate(config, workdir)
             if result["status"] != "done":
                 return PREEMPTED_STATUS

@@ -1,6 +1,6 @@
 """The first training steps, layer by layer: why a network trains or dies before epoch 1 ends.
 
-    python -m keras_alexnet.cli.first_steps --config=configs/imagenette_paper.py:paper_init \
+    bin/first_steps --config=configs/imagenette_paper.py:paper_init \
         --config.input.data_dir=DATA --steps=30 [--config.model.dropout_scaling=inverted] [--out=FILE]
 
 Runs `steps`' loss (softmax cross-entropy + the paper's weight decay) with momentum SGD on
@@ -40,16 +40,12 @@ def run(config, num_steps, emit=print):
     import tensorflow as tf
 
     from keras_alexnet import model as model_lib
-    from keras_alexnet.data import input_pipeline, layout
+    from keras_alexnet.data import input_pipeline
     from keras_alexnet.training import steps
 
     keras.utils.set_random_seed(config.seed)
-    data_dir, cfg = config.input.data_dir, config.input
-    dataset = input_pipeline.make_dataset(
-        layout.shard_pattern(data_dir, cfg.train_split), config.batch_size, True,
-        stats=data_dir, image_size=config.model.image_size, label_offset=cfg.label_offset,
-        normalization=cfg.normalization, crop=cfg.crop, lighting_std=cfg.lighting_std,
-        seed=config.seed, shuffle_buffer=cfg.shuffle_buffer)
+    dataset = input_pipeline.from_input_config(config, config.input.train_split, config.batch_size,
+                                               True, seed=config.seed)
     model = steps.build_model(config)
     probe = keras.Model(model.inputs, [model_lib.activation_output(model, n) for n in PROBED])
     fc8_input = keras.Model(model.inputs, model.get_layer("fc8").input)

@@ -5,10 +5,10 @@ implementations come with the tensorboard package, a dependency, which also
 gives the `tensorboard --logdir WORKDIR/tensorboard` command).
 
 Every scalar goes to both TensorBoard (WORKDIR/tensorboard) and a JSON-lines
-file (WORKDIR/metrics.jsonl, one object per event) so runs can be read
-without TensorBoard. Non-chief workers get a Reporter over a temporary folder.
+file (WORKDIR/metrics.jsonl, one object per event: workdir.append_event writes
+it, workdir.read_events reads it back) so runs can be read without TensorBoard.
+Non-chief workers get a Reporter over a temporary folder.
 """
-import json
 import math
 import os
 import time
@@ -16,7 +16,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-METRICS_FILENAME = "metrics.jsonl"
+from keras_alexnet.training import workdir as workdir_lib
 
 
 def kernel_grid(kernel):
@@ -40,15 +40,14 @@ class Reporter:
 
     def __init__(self, workdir):
         os.makedirs(workdir, exist_ok=True)
-        self.path = os.path.join(workdir, METRICS_FILENAME)
+        self.workdir = workdir
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
     def event(self, kind, step, **values):
         """One JSON line and one TensorBoard scalar per numeric value (`kind/name`)."""
         record = {"event": kind, "step": int(step), "time": round(time.time(), 3)}
         record.update({k: _plain(v) for k, v in values.items()})
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        workdir_lib.append_event(self.workdir, record)
         with self.writer.as_default(step=int(step)):
             for name, value in values.items():
                 if isinstance(value, (int, float, np.floating, np.integer)) and name != "epoch":
@@ -63,25 +62,6 @@ class Reporter:
 
     def flush(self):
         self.writer.flush()
-
-
-def read_events(workdir):
-    """The events of WORKDIR/metrics.jsonl, in the order written.
-
-    A run resumed after kill -9 repeats the steps since its last checkpoint: readers
-    keep the last event of each step.
-    """
-    path = os.path.join(workdir, METRICS_FILENAME)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: no training events; has bin/train run in {workdir}?")
-    events = []
-    with tf.io.gfile.GFile(path) as f:
-        for line in f.read().splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # blank, or cut short by kill -9 mid-write: one event lost, not the run's history
-    return events
 
 
 def _plain(value):

@@ -34,16 +34,11 @@ from keras_alexnet.training.loop import NonFiniteLossError  # noqa: F401
 
 def _make_datasets(config, strategy, stats, *, train_seed):
     from keras_alexnet.data import input_pipeline
-    data_dir, cfg = config.input.data_dir, config.input
-    common = dict(stats=stats, image_size=config.model.image_size, label_offset=cfg.label_offset,
-                  normalization=cfg.normalization)
 
     def train_fn(ctx):
-        return input_pipeline.make_dataset(
-            layout.shard_pattern(data_dir, cfg.train_split),
-            ctx.get_per_replica_batch_size(config.batch_size), True, input_context=ctx,
-            seed=train_seed, crop=cfg.crop, shuffle_buffer=cfg.shuffle_buffer,
-            lighting_std=cfg.lighting_std, **common)
+        return input_pipeline.from_input_config(
+            config, config.input.train_split, ctx.get_per_replica_batch_size(config.batch_size),
+            True, stats=stats, input_context=ctx, seed=train_seed)
 
     def eval_fn(split, ten_crop):
         replicas = strategy.num_replicas_in_sync
@@ -52,9 +47,9 @@ def _make_datasets(config, strategy, stats, *, train_seed):
             else config.eval.batch_size
 
         def fn(ctx):
-            return input_pipeline.make_dataset(
-                layout.shard_pattern(data_dir, split), ctx.get_per_replica_batch_size(batch),
-                False, input_context=ctx, ten_crop=ten_crop, repeat=False, **common)
+            return input_pipeline.from_input_config(
+                config, split, ctx.get_per_replica_batch_size(batch), False, stats=stats,
+                input_context=ctx, ten_crop=ten_crop, repeat=False)
         return lambda: strategy.distribute_datasets_from_function(fn)
 
     return strategy.distribute_datasets_from_function(train_fn), eval_fn

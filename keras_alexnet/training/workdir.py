@@ -3,12 +3,12 @@
     WORKDIR/config.json      the run's config; a workdir holding another config is refused
     WORKDIR/checkpoints/     every checkpoint.every_steps steps and every epoch
     WORKDIR/best/            the checkpoint with the best validation top-1 error
-    WORKDIR/metrics.jsonl    one JSON object per event (reporting.py)
+    WORKDIR/metrics.jsonl    one JSON object per event (read_events; reporting.py writes them)
     WORKDIR/data.json        what identifies the run's data, to follow it when it moves
     WORKDIR/tensorboard/     the same scalars, and the conv1 kernels as an image (reporting.py)
     WORKDIR/.lock            held by the bin/train writing the workdir (locking.py)
 
-The trainer writes it; bin/export and bin/evaluate read it back (serving/restore.py).
+The trainer writes it; bin/export, bin/evaluate and bin/report read it back (runs/restore.py).
 
 config.json stores input.data_dir as an absolute path (an empty one for the demo data, which
 lives in WORKDIR/demo_data), and never the workdir's own path: a run resumes, exports and
@@ -205,6 +205,95 @@ def _diff(a, b, prefix=""):
             yield f"{prefix}{key}"
 
 
+# -- metrics.jsonl -------------------------------------------------------------------------------
+
+# An event's fields that readers compute with, and what they must hold (the *_error fields are
+# numbers too); other fields pass as they are. A non-finite number is written as the string
+# "nan", "inf" or "-inf" (reporting.py) and read back as the float.
+_NUMBER_FIELDS = ("epoch", "time", "loss", "learning_rate", "images_per_sec", "num_images")
+_TEXT_FIELDS = ("split", "path", "where")
+_NON_FINITE = ("nan", "inf", "-inf")
+_warned = set()  # (path, bad line numbers) already said, so a reader polling a run says it once
+
+
+def metrics_path(workdir):
+    return os.path.join(workdir, METRICS_FILENAME)
+
+
+def append_event(workdir, record):
+    """Appends one event (a dict) to WORKDIR/metrics.jsonl as a JSON line.
+
+    A last line cut short (a kill mid-write) is closed first, so this event starts on a
+    line of its own instead of being glued to the broken one and lost with it.
+    """
+    with open(metrics_path(workdir), "ab+") as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write(json.dumps(record).encode() + b"\n")
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def as_event(record):
+    """A parsed JSON line as an event (non-finite numbers as floats), or None if it is not one."""
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+        return None
+    if not isinstance(record.get("step"), int) or isinstance(record["step"], bool):
+        return None
+    event = dict(record)
+    for name, value in record.items():
+        if name in _NUMBER_FIELDS or name.endswith("_error"):
+            if value in _NON_FINITE:
+                event[name] = float(value)
+            elif not _number(value):
+                return None
+        elif name in _TEXT_FIELDS and not isinstance(value, str):
+            return None
+    return event
+
+
+def _parse(line):
+    try:
+        return as_event(json.loads(line))
+    except ValueError:
+        return None
+
+
+def read_events(workdir, *, missing_ok=False, stream="stderr"):
+    """The events of WORKDIR/metrics.jsonl, in the order written.
+
+    A line that is not an event (cut short by a kill mid-write, or not an event: a JSON
+    list, a field of the wrong type) is skipped, and said once on `stream` with its line
+    number. A run resumed after kill -9 repeats the steps since its last checkpoint:
+    readers keep the last event of each step. Without the file: [] if missing_ok, else
+    FileNotFoundError.
+    """
+    path = metrics_path(workdir)
+    if not tf.io.gfile.exists(path):
+        if missing_ok:
+            return []
+        raise FileNotFoundError(f"{path}: no training events; has bin/train run in {workdir}?")
+    with tf.io.gfile.GFile(path) as f:
+        lines = f.read().splitlines()
+    events, bad = [], []
+    for number, line in enumerate(lines, 1):
+        event = _parse(line) if line.strip() else {}
+        if event is None:
+            bad.append(number)
+        elif event:
+            events.append(event)
+    if bad and (path, tuple(bad)) not in _warned:
+        _warned.add((path, tuple(bad)))
+        numbers = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        _say(stream, f"{path}: skipped line{'s' if len(bad) > 1 else ''} {numbers}, not a "
+                     "training event (cut short by a kill, or not written by bin/train)")
+    return events
+
+
 # -- checkpoints ---------------------------------------------------------------------------------
 
 def read_state(folder):
@@ -288,17 +377,7 @@ def has_saved_before(workdir):
     for folder in (checkpoints_dir(workdir), best_dir(workdir)):
         if tf.io.gfile.isdir(folder) and tf.io.gfile.listdir(folder):
             return True
-    path = os.path.join(workdir, METRICS_FILENAME)
-    if not tf.io.gfile.exists(path):
-        return False
-    with tf.io.gfile.GFile(path) as f:
-        for line in f:
-            try:
-                if json.loads(line).get("event") in _SAVED_EVENTS:
-                    return True
-            except ValueError:  # a line cut by a crash
-                continue
-    return False
+    return any(e["event"] in _SAVED_EVENTS for e in read_events(workdir, missing_ok=True))
 
 
 def restore_latest(checkpoint, workdir, *, write=True, stream="stderr"):

@@ -29,7 +29,7 @@ class RestoredRun:
     std: np.ndarray         # [3] divided by after subtracting (ones for the paper's mean image)
     label_offset: int
     normalization: str
-    jpeg_quality: int = 90  # the writer's re-encode quality; 0 if it kept the original bytes
+    jpeg_quality: int = layout.JPEG_QUALITY  # the writer's re-encode quality; 0: it kept the bytes
 
     @property
     def image_size(self):

@@ -66,22 +66,13 @@ class RunningTopK:
         return self.indices, np.sqrt(self.distances)
 
 
-def split_size(data_dir, split):
-    """The number of records make_tfrecords wrote for a split (its report), or None if unknown."""
-    path = layout.report_paths(data_dir, split)[0]
-    return layout.read_json(path).get("written") if tf.io.gfile.exists(path) else None
-
-
 def fc7_batches(run, split, batch_size, *, stream=None, title=None):
     """(fc7 features float32 [B, D], labels [B]) of a split, in make_dataset's evaluation order."""
-    pattern = layout.shard_pattern(run.data_dir, split)
-    dataset = input_pipeline.make_dataset(
-        pattern, batch_size, training=False, stats=stats_lib.load_stats(run.data_dir),
-        image_size=run.image_size, label_offset=run.label_offset, repeat=False,
-        normalization=run.normalization)
+    dataset = input_pipeline.from_input_config(run.config, split, batch_size, False,
+                                               data_dir=run.data_dir, repeat=False)
     fc7 = keras.Model(run.model.inputs, run.model.get_layer("fc7").output)
     embed = tf.function(lambda images: fc7(images, training=False))
-    bar = progress.ProgressBar(split_size(run.data_dir, split), title=title or f"fc7 {split}",
+    bar = progress.ProgressBar(layout.split_size(run.data_dir, split), title=title or f"fc7 {split}",
                                mode="auto" if stream else "none", every_seconds=10.0,
                                stream=stream)
     done = 0
@@ -142,15 +133,13 @@ def nearest_neighbours(run, k, *, train_split, eval_split, batch_size=128, query
 def read_centre_patches(data_dir, split, indices, *, image_size, label_offset=0):
     """{index: (uint8 centre patch [S, S, 3], label)} of records numbered in make_dataset's order.
 
-    make_dataset(training=False) reads the sorted shards interleaved one record at
-    a time over min(shards, 16) files; the same interleave numbers the raw records
-    here, and the caller checks the labels against the feature pass's.
+    The records come from make_dataset's own reader (input_pipeline.read_records in
+    evaluation order); the caller checks the labels against the feature pass's.
     """
     files = input_pipeline.list_shards(layout.shard_pattern(data_dir, split))
     wanted = tf.constant(sorted(set(int(i) for i in indices)), tf.int64)
     paper_size = int(stats_lib.load_stats(data_dir).mean_image.shape[0])
-    records = tf.data.Dataset.from_tensor_slices(files).interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(files), 16), block_length=1)
+    records = input_pipeline.read_records(files, training=False)
     found = records.enumerate().filter(lambda i, _: tf.reduce_any(tf.equal(i, wanted)))
     patches = {}
     for i, record in found.take(len(wanted)):

@@ -6,8 +6,8 @@
       neighbours.png     Figure 4: validation images and their nearest training images in fc7 space
       report.json        {"conv1_colour", "neighbours", "final", ...}
 
-The curves come from WORKDIR/metrics.jsonl (training/reporting.py); the model
-from a checkpoint (serving/restore.py, as bin/export and bin/evaluate); the
+The curves come from WORKDIR/metrics.jsonl (training/workdir.read_events); the model
+from a checkpoint (runs/restore.py, as bin/export and bin/evaluate); the
 neighbours from a streamed pass over both splits (neighbours.py: memory bounded
 on ILSVRC-size splits).
 
@@ -25,9 +25,9 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from keras_alexnet.data import layout
-from keras_alexnet.serving import restore
-from keras_alexnet.study import neighbours as neighbours_lib
-from keras_alexnet.training import reporting
+from keras_alexnet.report import neighbours as neighbours_lib
+from keras_alexnet.runs import restore
+from keras_alexnet.training import reporting, workdir as workdir_lib
 
 REPORT_FILENAME = "report.json"
 DPI = 100
@@ -216,7 +216,7 @@ def write_report(workdir, out, *, data_dir=None, checkpoint="best", k=5, num_que
     if k < 1 or num_queries < 1:
         raise ValueError(f"--k={k} and --num_queries={num_queries} must be at least 1")
     run = restore.restore_run(workdir, checkpoint, data_dir=data_dir)
-    events = reporting.read_events(workdir)
+    events = workdir_lib.read_events(workdir)
     os.makedirs(out, exist_ok=True)
     splits = run.config.get("input", {})
     train_split, eval_split = splits.get("train_split", "train"), splits.get("eval_split", "validation")
