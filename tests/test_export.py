@@ -18,7 +18,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import fixtures as fx
 from keras_alexnet.data.preprocessing import ten_crops
-from keras_alexnet.serving import export
+from keras_alexnet.serving import export, export_marker
 
 
 def test_export_writes_tf_serving_layout(tiny_export):
@@ -193,6 +193,7 @@ def test_versions_increment_and_never_overwrite(tiny_export, monkeypatch):
     export_dir = tiny_export["export_dir"]
     digest = hashlib.sha256(pathlib.Path(tiny_export["path"], "saved_model.pb").read_bytes()).hexdigest()
     os.makedirs(os.path.join(export_dir, ".tmp-7-stale"))  # an interrupted export's leftovers
+    export_marker.mark(os.path.join(export_dir, ".tmp-7-stale"))
     restored = fx.restored_run(tiny_export["model"], tiny_export["data_dir"])
     second = export.export_run(restored, export_dir, num_warmup_images=1)
     assert second == os.path.join(export_dir, "2")
@@ -229,12 +230,42 @@ def test_a_killed_exports_temporary_folder_is_removed_by_the_next_not_a_live_one
     live = os.path.join(export_dir, ".tmp-4-00c0ffee")  # an export still writing
     os.makedirs(os.path.join(abandoned, "variables"))
     os.makedirs(live)
+    for folder in (abandoned, live):
+        export_marker.mark(folder)
     held = locking.hold_folder(live)
     try:
         assert export.remove_abandoned_temporaries(export_dir) == [abandoned]
         assert sorted(os.listdir(export_dir)) == [".tmp-4-00c0ffee"]
     finally:
         held.release()
+
+
+def test_an_export_deletes_no_tmp_folder_it_cannot_prove_it_wrote(tmp_path, caplog):
+    export_dir = tmp_path / "models"
+    users = export_dir / ".tmp-important"  # a user's folder that happens to have the prefix
+    users.mkdir(parents=True)
+    (users / "thesis.tex").write_text("years of work")
+    forged = export_dir / ".tmp-5-cafecafe"  # the marker's name, not its text
+    forged.mkdir()
+    (forged / export_marker.MARKER_FILENAME).write_text("something else")
+    (forged / "data").write_text("keep")
+    elsewhere = tmp_path / "elsewhere"  # a marked folder reached through a symlink
+    elsewhere.mkdir()
+    export_marker.mark(str(elsewhere))
+    (elsewhere / "data").write_text("keep")
+    os.symlink(elsewhere, export_dir / ".tmp-6-linked")
+    killed = export_dir / ".tmp-7-0badc0de"  # what a killed export leaves
+    killed.mkdir()
+    export_marker.mark(str(killed))
+    assert export.remove_abandoned_temporaries(str(export_dir)) == [str(killed)]
+    assert (users / "thesis.tex").read_text() == "years of work"
+    assert (forged / "data").exists() and (elsewhere / "data").exists()
+    assert (export_dir / ".tmp-6-linked").is_symlink()
+    assert "left" in caplog.text and ".tmp-important alone" in caplog.text
+
+
+def test_a_finished_version_carries_no_marker(tiny_export):
+    assert not os.path.exists(os.path.join(tiny_export["path"], export_marker.MARKER_FILENAME))
 
 
 def test_a_bad_image_in_a_batch_request_is_named_by_its_index(tiny_export):

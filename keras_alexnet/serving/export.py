@@ -38,7 +38,7 @@ from absl import logging
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
 from keras_alexnet.data.preprocessing import central_crop, ten_crops
-from keras_alexnet.serving import model_card
+from keras_alexnet.serving import export_marker, model_card
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
 
@@ -203,6 +203,7 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
         if locking.is_local(tmp):
             os.makedirs(tmp)
             held = locking.hold_folder(tmp)
+            export_marker.mark(tmp)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         extra = os.path.join(tmp, warmup_lib.WARMUP_DIR)
         tf.io.gfile.makedirs(extra)
@@ -213,6 +214,7 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
                 f.write(text)
         if tf.io.gfile.exists(final):  # another export took this number meanwhile
             raise FileExistsError(f"{final} appeared during the export; nothing overwritten")
+        export_marker.unmark(tmp)
         tf.io.gfile.rename(tmp, final, overwrite=False)
     except BaseException:
         if tf.io.gfile.exists(tmp):
@@ -240,16 +242,27 @@ def _make_export_dir(export_dir):
 
 
 def remove_abandoned_temporaries(export_dir):
-    """Removes the .tmp-* folders of exports that were killed (no live export holds them)."""
+    """Removes the .tmp-* folders of exports that were killed; returns their paths.
+
+    Only a folder this module made is removed: a real folder (not a symlink) holding its
+    marker, that no live export holds. Any other .tmp-* folder (a user's, or one of an
+    export older than the marker) is left as it is, with a warning saying why.
+    """
     if not locking.is_local(export_dir):
         return []
     removed = []
     for name in sorted(os.listdir(export_dir)):
         path = os.path.join(export_dir, name)
-        if name.startswith(TMP_PREFIX) and os.path.isdir(path) and not locking.in_use(path):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-            logging.warning("removed %s, left by an export that did not finish", path)
+        if not name.startswith(TMP_PREFIX) or not os.path.isdir(path) or locking.in_use(path):
+            continue
+        if os.path.islink(path) or not export_marker.is_marked(path):
+            logging.warning("left %s alone: its name looks like an export's temporary folder, "
+                            "but it has no %s written by bin/export", path,
+                            export_marker.MARKER_FILENAME)
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        logging.warning("removed %s, left by an export that did not finish", path)
     return removed
 
 
