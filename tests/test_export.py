@@ -342,3 +342,23 @@ def test_model_card_without_a_workdir(tiny_export):
     assert "Not recorded (no metrics.jsonl in the training workdir)." in card
     assert "Training workdir: not recorded" in card
     assert "| `serving_default` | `image_bytes` string [-1] |" in card
+
+
+def test_the_model_cards_serving_commands_survive_a_shell(tmp_path):
+    """A path with spaces stays one argument; one with $(...) or backquotes runs nothing."""
+    from keras_alexnet.serving import model_card
+    export_dir = str(tmp_path / "my models $(touch pwned) `touch pwned2` it's, \"x\"")
+    version_dir = os.path.join(export_dir, "3")
+    lines = model_card.serving_commands("alex net", export_dir, version_dir)
+    script = "\n".join(lines).replace("docker run", "printf '<%s>\\n'")
+    script = script.replace("bin/predict", "printf '<%s>\\n'").replace("tensorflow/serving", "")
+    script = "\n".join(line.split("   #")[0] for line in script.splitlines())
+    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    assert not list(tmp_path.glob("pwned*"))
+    assert f"<--saved_model={version_dir}>" in out.splitlines()
+    assert "<--model_name=alex net>" in out.splitlines() and "<MODEL_NAME=alex net>" in out
+    mount = next(line for line in out.splitlines() if line.startswith("<type=bind"))[1:-1]
+    import csv
+    fields = next(csv.reader([mount]))
+    assert fields == ["type=bind", f"source={export_dir}", "target=/models/alex net"]
