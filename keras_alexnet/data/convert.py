@@ -70,8 +70,8 @@ def _report(out, split, names, found, seconds, converted):
     if written + len(skipped) != found:
         raise RuntimeError(f"{out}: found {found} != written {written} + skipped {len(skipped)}")
     json_path, tsv_path = layout.report_paths(out, split)
-    layout.atomic_write(tsv_path, "file\treason\n" + "".join(f"{name}\t{reason}\n"
-                                                           for name, reason in skipped))
+    layout.atomic_write(tsv_path, layout.tsv_line("file", "reason") + "".join(
+        layout.tsv_line(name, reason) for name, reason in skipped))  # escaped as labels.txt
     summary = {"split": split, "found": found, "written": written, "skipped": len(skipped),
                "skipped_by_reason": dict(reasons), "num_shards": len(names),
                "converted_this_run": converted, "seconds_this_run": round(seconds, 2),
