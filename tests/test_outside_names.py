@@ -72,3 +72,45 @@ def _rotated_photo(path):
     image.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
     fx.write(str(path), buffer.getvalue())
     return buffer.getvalue()
+
+
+class _Recorder:
+    """A classifier that keeps what it is sent and answers one fixed row per image."""
+
+    def __init__(self):
+        self.sent = []
+
+    def classify(self, images):
+        self.sent += list(images)
+        return [[(0, "n01", "one", 1.0)] for _ in images]
+
+
+def test_exif_orientation_is_applied_nowhere_and_bin_predict_says_so(tmp_path):
+    """The choice: neither make_tfrecords nor the export (nor bin/predict) turns the pixels."""
+    import tensorflow as tf
+    from keras_alexnet.serving import predict
+
+    root = tmp_path / "in"
+    data = _rotated_photo(root / "n01" / "phone.JPEG")
+    fx.image_folder(root, classes=("n02",), per_class=1, size=(40, 50))
+    fx.convert(root, tmp_path / "out", "train", resize=0, stats_size=16)
+    records = {r["image/filename"].decode(): r for r in _records(tmp_path / "out")}
+    stored = records["n01/phone.JPEG"]
+    assert (int(stored["image/height"]), int(stored["image/width"])) == (40, 60)  # not 60x40
+    assert tf.io.decode_jpeg(stored["image/encoded"]).shape == (40, 60, 3)  # as the export decodes
+
+    plain = tmp_path / "plain.jpg"
+    plain.write_bytes(fx.encode(fx.picture(40, 60, seed=3)))
+    recorder = _Recorder()
+    phone, other = predict.predict_paths(recorder, [str(root / "n01" / "phone.JPEG"), str(plain)])
+    assert recorder.sent[0] == data  # the file's own bytes, not turned and re-encoded
+    assert "EXIF orientation 6 (rotated 90 degrees clockwise when shown) is not applied" in phone.note
+    assert other.note is None
+
+
+def _records(data_dir):
+    import tensorflow as tf
+    pattern = layout.shard_pattern(str(data_dir), "train")
+    for record in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern))):
+        parsed = tf.io.parse_single_example(record, layout.FEATURE_SPEC)
+        yield {k: v.numpy() for k, v in parsed.items()}

@@ -75,6 +75,8 @@ def main(argv):
                 skipped += 1
                 sys.stderr.write(predict.format_prediction(prediction) + "\n")
             else:
+                if prediction.note:
+                    sys.stderr.write(f"{prediction.path}: {prediction.note}\n")
                 print(predict.format_prediction(prediction), flush=True)
     except (OSError, ValueError, client.ServerError) as e:
         sys.stderr.write(f"bin/predict: error: {source}: {e}\n")
