@@ -44,6 +44,10 @@ FEATURE_SPEC = {
 }
 
 
+class DataFolderError(ValueError):
+    """A file of the data folder that cannot be read as make_tfrecords writes it (named)."""
+
+
 # -- names -------------------------------------------------------------------------------------
 
 def shard_names(split, num_shards):
@@ -200,7 +204,8 @@ def load_labels(path_or_dir):
         for number, line in enumerate(f):
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 3 or fields[0] != str(number):
-                raise ValueError(f"{path}:{number + 1}: expected '{number}<TAB>wnid<TAB>name'")
+                raise DataFolderError(f"{path}:{number + 1}: expected '{number}<TAB>wnid<TAB>name'"
+                                      f", found {line.rstrip(chr(10))[:80]!r}")
             labels.append((unescape_field(fields[1]), unescape_field(fields[2])))
     return labels
 

@@ -234,6 +234,15 @@ def ilsvrc(input_dir, split, year, devkit_dir=None):
     return Source(classes, items, _fingerprint(items), None, notes)
 
 
+def _tfds_error(error):
+    """One line of TFDS's error for an unknown name (it lists all ~460 datasets), with its hint."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    hint = next((line for line in lines if line.startswith("Did you mean")), None)
+    return (f"{first}{' ' + hint if hint else ''} (`tfds build NAME` prepares one; "
+            "tfds.list_builders() names them all)")
+
+
 def tfds_source(name, split, data_dir):
     """A TFDS image classification dataset already prepared in data_dir (no download)."""
     import tensorflow_datasets as tfds
@@ -241,7 +250,7 @@ def tfds_source(name, split, data_dir):
         builder = tfds.builder(name, data_dir=data_dir)
         info = builder.info
     except Exception as e:  # tfds raises several types for an unknown name
-        raise SourceError(f"--source tfds:{name}: {e}") from e
+        raise SourceError(f"--source tfds:{name}: {_tfds_error(e)}") from None
     image_key, label_key = info.supervised_keys or ("image", "label")
     names = info.features[label_key].names
     classes = [(n, n) for n in names]
