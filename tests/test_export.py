@@ -278,6 +278,29 @@ def test_a_bad_image_in_a_batch_request_is_named_by_its_index(tiny_export):
     assert serve(image_bytes=tf.constant([good]))["probabilities"].shape == (1, 4)
 
 
+def test_a_truncated_jpeg_in_a_batch_request_is_named_by_its_index(tiny_export):
+    loaded = tf.saved_model.load(tiny_export["path"])
+    good = fx.encode(fx.picture(90, 100, seed=1))
+    truncated = fx.encode(fx.picture(120, 90, seed=2))[:600]  # header whole, data cut short
+    garbled = bytearray(fx.encode(fx.picture(120, 90, seed=3)))
+    garbled[-200:] = b"\xff" * 200
+    for name in ("serving_default", "ten_crop"):
+        for bad in (truncated, bytes(garbled)):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=r"image_bytes\[2\] is a damaged JPEG"):
+                loaded.signatures[name](image_bytes=tf.constant([good, good, bad, good]))
+    # JPEGs of every kind the converter reads still go through the check.
+    import io
+    from PIL import Image
+    kinds = []
+    for mode, options in (("RGB", {"progressive": True}), ("L", {}), ("CMYK", {})):
+        buffer = io.BytesIO()
+        Image.fromarray(fx.picture(80, 70, seed=4)).convert(mode).save(buffer, "JPEG", **options)
+        kinds.append(buffer.getvalue())
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant([good, *kinds]))
+    assert out["probabilities"].shape == (4, 4)
+
+
 def test_an_empty_request_batch_gives_an_empty_result(tiny_export):
     loaded = tf.saved_model.load(tiny_export["path"])
     for name in ("serving_default", "ten_crop"):

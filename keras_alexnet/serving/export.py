@@ -38,7 +38,7 @@ from absl import logging
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
 from keras_alexnet.data.preprocessing import central_crop, ten_crops
-from keras_alexnet.serving import export_marker, model_card
+from keras_alexnet.serving import damaged_jpeg, export_marker, model_card
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
 
@@ -147,8 +147,9 @@ def check_request(image_bytes):
     """image_bytes, after asserting that none is empty or of an unknown format.
 
     A batch request with one bad image fails as a whole; the error then names that
-    image's index ("image_bytes[2] ..."), not only the decoder's complaint. Images whose
-    header is right but whose data is damaged still fail in the decoder, without an index.
+    image's index ("image_bytes[2] ..."), not only the decoder's complaint; so does a JPEG
+    whose data is cut short or damaged (damaged_jpeg.py). Other formats' damaged data fails
+    in their decoder, without an index.
     """
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     empty = tf.equal(tf.strings.length(image_bytes), 0)
@@ -166,7 +167,7 @@ def check_request(image_bytes):
             tf.logical_not(tf.reduce_any(bad)),
             [tf.strings.format("image_bytes[{}] " + what, [index])], name="check_request"))
     with tf.control_dependencies(checks):
-        return tf.identity(image_bytes)
+        return damaged_jpeg.check_jpeg_data(tf.identity(image_bytes))
 
 
 def list_versions(export_dir):
