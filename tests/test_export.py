@@ -139,7 +139,7 @@ def test_undecodable_bytes_are_invalid_argument_and_model_stays_usable(served):
     errors = list(served["errors"])
     assert "image_bytes[0] is empty (0 bytes)" in errors[0]  # the request's index (check_request)
     assert "image_bytes[0] is not an image" in errors[1]
-    assert "Invalid JPEG data" in errors[2]
+    assert "image_bytes[0] is a damaged JPEG (its data is truncated or corrupt)" in errors[2]
     assert all(e.startswith("InvalidArgumentError") for e in errors)
     np.testing.assert_allclose(served["after_error"], served["serving_default/probabilities"][:1],
                                rtol=1e-5)
