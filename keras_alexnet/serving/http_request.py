@@ -23,8 +23,10 @@ class Unreachable(Exception):
 
 def _connection(url, timeout):
     parts = urllib.parse.urlsplit(url)
-    make = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    port = parts.port  # ValueError for a port out of range: the caller checks the URL first
+    https = parts.scheme == "https"
+    make = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    # Always a port: given none, http.client would read one from an IPv6 host ("::1" -> 1).
+    port = parts.port or (443 if https else 80)  # ValueError out of range: client checks first
     return make(parts.hostname, port, timeout=timeout), parts
 
 
