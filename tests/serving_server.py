@@ -196,6 +196,8 @@ def _rest_handler(model):
                     head = (f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
                             f"Content-Length: {len(data)}\r\n\r\n").encode()
                     for i in range(len(head) + len(data)):
+                        if not model.drip:  # the test is over: stop sending
+                            break
                         self.wfile.write((head + data)[i:i + 1])
                         self.wfile.flush()
                         time.sleep(model.drip)
@@ -263,7 +265,9 @@ class TestServer:
         self.grpc_port = self.grpc_server.add_insecure_port("127.0.0.1:0")
         self.http_server = http_server.ThreadingHTTPServer(("127.0.0.1", 0),
                                                            _rest_handler(self.model))
-        self.http_server.daemon_threads = True
+        # Handler threads are joined by stop(): none is left running (a slow answer, a
+        # sleeping Predict) while the interpreter shuts down.
+        self.http_server.daemon_threads = False
         self.rest_port = self.http_server.server_address[1]
         self._thread = threading.Thread(target=self.http_server.serve_forever, daemon=True)
 
