@@ -51,6 +51,9 @@ class ServedModel:
         self._loaded = {}
         self._lock = threading.Lock()
         self.delay = 0.0      # seconds each Predict waits first (timeout tests)
+        self.drip = 0.0       # REST answers go out one byte per `drip` seconds (a slow server)
+        self.tamper = None    # tamper(protocol, what, answer) -> the answer sent (broken servers);
+        #                       what: "predict" or "metadata"; answer: a JSON value or a proto
         self.requests = []    # (protocol, signature, batch size, answered) of every Predict run
 
     def versions(self):
@@ -129,7 +132,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         for name, value in outputs.items():
             if not request.output_filter or name in request.output_filter:
                 response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
-        return response
+        return _tampered(self.model, "grpc", "predict", response)
 
     def GetModelMetadata(self, request, context):
         try:
@@ -173,6 +176,10 @@ def _instance_inputs(instances, expected):
     return {name: np.array(values, object) if spec.dtype == tf.string else np.array(values)}
 
 
+def _tampered(model, protocol, what, answer):
+    return answer if model.tamper is None else model.tamper(protocol, what, answer)
+
+
 def _rest_handler(model):
     route = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
                        r"(?P<verb>:predict|/metadata)$")
@@ -185,12 +192,23 @@ def _rest_handler(model):
         def _send(self, status, body):
             data = json.dumps(body).encode()
             try:
+                if model.drip:  # status line, headers and body, a byte at a time
+                    head = (f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(data)}\r\n\r\n").encode()
+                    for i in range(len(head) + len(data)):
+                        if not model.drip:  # the test is over: stop sending
+                            break
+                        self.wfile.write((head + data)[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(model.drip)
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+            except (BrokenPipeError, ConnectionResetError, OSError):  # the client gave up
                 pass
 
         def _route(self, verb):
@@ -206,9 +224,9 @@ def _rest_handler(model):
                 return self._send(HTTP_STATUS.get(e.code, 500), {"error": e.message})
             signature_defs = json_format.MessageToDict(model.signature_def_map(version),
                                                        preserving_proto_field_name=True)
-            self._send(200, {"model_spec": {"name": model.name, "signature_name": "",
-                                            "version": str(version)},
-                             "metadata": {"signature_def": signature_defs}})
+            self._send(200, _tampered(model, "rest", "metadata", {
+                "model_spec": {"name": model.name, "signature_name": "", "version": str(version)},
+                "metadata": {"signature_def": signature_defs}}))
 
         def do_POST(self):
             try:
@@ -229,7 +247,7 @@ def _rest_handler(model):
             names = sorted(outputs)
             predictions = [{k: _json_value(outputs[k][i]) for k in names}
                            for i in range(len(outputs[names[0]]))]
-            self._send(200, {"predictions": predictions})
+            self._send(200, _tampered(model, "rest", "predict", {"predictions": predictions}))
 
     return Handler
 
@@ -247,7 +265,9 @@ class TestServer:
         self.grpc_port = self.grpc_server.add_insecure_port("127.0.0.1:0")
         self.http_server = http_server.ThreadingHTTPServer(("127.0.0.1", 0),
                                                            _rest_handler(self.model))
-        self.http_server.daemon_threads = True
+        # Handler threads are joined by stop(): none is left running (a slow answer, a
+        # sleeping Predict) while the interpreter shuts down.
+        self.http_server.daemon_threads = False
         self.rest_port = self.http_server.server_address[1]
         self._thread = threading.Thread(target=self.http_server.serve_forever, daemon=True)
 

@@ -18,7 +18,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import fixtures as fx
 from keras_alexnet.data.preprocessing import ten_crops
-from keras_alexnet.serving import export, export_folder
+from keras_alexnet.serving import export, export_folder, export_marker
 
 
 def test_export_writes_tf_serving_layout(tiny_export):
@@ -139,7 +139,7 @@ def test_undecodable_bytes_are_invalid_argument_and_model_stays_usable(served):
     errors = list(served["errors"])
     assert "image_bytes[0] is empty (0 bytes)" in errors[0]  # the request's index (check_request)
     assert "image_bytes[0] is not an image" in errors[1]
-    assert "Invalid JPEG data" in errors[2]
+    assert "image_bytes[0] is a damaged JPEG (its data is truncated or corrupt)" in errors[2]
     assert all(e.startswith("InvalidArgumentError") for e in errors)
     np.testing.assert_allclose(served["after_error"], served["serving_default/probabilities"][:1],
                                rtol=1e-5)
@@ -193,6 +193,7 @@ def test_versions_increment_and_never_overwrite(tiny_export, monkeypatch):
     export_dir = tiny_export["export_dir"]
     digest = hashlib.sha256(pathlib.Path(tiny_export["path"], "saved_model.pb").read_bytes()).hexdigest()
     os.makedirs(os.path.join(export_dir, ".tmp-7-stale"))  # an interrupted export's leftovers
+    export_marker.mark(os.path.join(export_dir, ".tmp-7-stale"))
     restored = fx.restored_run(tiny_export["model"], tiny_export["data_dir"])
     second = export.export_run(restored, export_dir, num_warmup_images=1)
     assert second == os.path.join(export_dir, "2")
@@ -229,12 +230,42 @@ def test_a_killed_exports_temporary_folder_is_removed_by_the_next_not_a_live_one
     live = os.path.join(export_dir, ".tmp-4-00c0ffee")  # an export still writing
     os.makedirs(os.path.join(abandoned, "variables"))
     os.makedirs(live)
+    for folder in (abandoned, live):
+        export_marker.mark(folder)
     held = locking.hold_folder(live)
     try:
         assert export.remove_abandoned_temporaries(export_dir) == [abandoned]
         assert sorted(os.listdir(export_dir)) == [".tmp-4-00c0ffee"]
     finally:
         held.release()
+
+
+def test_an_export_deletes_no_tmp_folder_it_cannot_prove_it_wrote(tmp_path, caplog):
+    export_dir = tmp_path / "models"
+    users = export_dir / ".tmp-important"  # a user's folder that happens to have the prefix
+    users.mkdir(parents=True)
+    (users / "thesis.tex").write_text("years of work")
+    forged = export_dir / ".tmp-5-cafecafe"  # the marker's name, not its text
+    forged.mkdir()
+    (forged / export_marker.MARKER_FILENAME).write_text("something else")
+    (forged / "data").write_text("keep")
+    elsewhere = tmp_path / "elsewhere"  # a marked folder reached through a symlink
+    elsewhere.mkdir()
+    export_marker.mark(str(elsewhere))
+    (elsewhere / "data").write_text("keep")
+    os.symlink(elsewhere, export_dir / ".tmp-6-linked")
+    killed = export_dir / ".tmp-7-0badc0de"  # what a killed export leaves
+    killed.mkdir()
+    export_marker.mark(str(killed))
+    assert export.remove_abandoned_temporaries(str(export_dir)) == [str(killed)]
+    assert (users / "thesis.tex").read_text() == "years of work"
+    assert (forged / "data").exists() and (elsewhere / "data").exists()
+    assert (export_dir / ".tmp-6-linked").is_symlink()
+    assert "left" in caplog.text and ".tmp-important alone" in caplog.text
+
+
+def test_a_finished_version_carries_no_marker(tiny_export):
+    assert not os.path.exists(os.path.join(tiny_export["path"], export_marker.MARKER_FILENAME))
 
 
 def test_a_bad_image_in_a_batch_request_is_named_by_its_index(tiny_export):
@@ -245,6 +276,29 @@ def test_a_bad_image_in_a_batch_request_is_named_by_its_index(tiny_export):
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             serve(image_bytes=tf.constant([good, good, bad, good]))
     assert serve(image_bytes=tf.constant([good]))["probabilities"].shape == (1, 4)
+
+
+def test_a_truncated_jpeg_in_a_batch_request_is_named_by_its_index(tiny_export):
+    loaded = tf.saved_model.load(tiny_export["path"])
+    good = fx.encode(fx.picture(90, 100, seed=1))
+    truncated = fx.encode(fx.picture(120, 90, seed=2))[:600]  # header whole, data cut short
+    garbled = bytearray(fx.encode(fx.picture(120, 90, seed=3)))
+    garbled[-200:] = b"\xff" * 200
+    for name in ("serving_default", "ten_crop"):
+        for bad in (truncated, bytes(garbled)):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=r"image_bytes\[2\] is a damaged JPEG"):
+                loaded.signatures[name](image_bytes=tf.constant([good, good, bad, good]))
+    # JPEGs of every kind the converter reads still go through the check.
+    import io
+    from PIL import Image
+    kinds = []
+    for mode, options in (("RGB", {"progressive": True}), ("L", {}), ("CMYK", {})):
+        buffer = io.BytesIO()
+        Image.fromarray(fx.picture(80, 70, seed=4)).convert(mode).save(buffer, "JPEG", **options)
+        kinds.append(buffer.getvalue())
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant([good, *kinds]))
+    assert out["probabilities"].shape == (4, 4)
 
 
 def test_an_empty_request_batch_gives_an_empty_result(tiny_export):
@@ -311,3 +365,23 @@ def test_model_card_without_a_workdir(tiny_export):
     assert "Not recorded (no metrics.jsonl in the training workdir)." in card
     assert "Training workdir: not recorded" in card
     assert "| `serving_default` | `image_bytes` string [-1] |" in card
+
+
+def test_the_model_cards_serving_commands_survive_a_shell(tmp_path):
+    """A path with spaces stays one argument; one with $(...) or backquotes runs nothing."""
+    from keras_alexnet.serving import model_card
+    export_dir = str(tmp_path / "my models $(touch pwned) `touch pwned2` it's, \"x\"")
+    version_dir = os.path.join(export_dir, "3")
+    lines = model_card.serving_commands("alex net", export_dir, version_dir)
+    script = "\n".join(lines).replace("docker run", "printf '<%s>\\n'")
+    script = script.replace("bin/predict", "printf '<%s>\\n'").replace("tensorflow/serving", "")
+    script = "\n".join(line.split("   #")[0] for line in script.splitlines())
+    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    assert not list(tmp_path.glob("pwned*"))
+    assert f"<--saved_model={version_dir}>" in out.splitlines()
+    assert "<--model_name=alex net>" in out.splitlines() and "<MODEL_NAME=alex net>" in out
+    mount = next(line for line in out.splitlines() if line.startswith("<type=bind"))[1:-1]
+    import csv
+    fields = next(csv.reader([mount]))
+    assert fields == ["type=bind", f"source={export_dir}", "target=/models/alex net"]

@@ -11,7 +11,12 @@ from keras_alexnet.data import layout, shard_writer
 def test_labels_round_trip(tmp_path):
     classes = [("n01440764", "tench, Tinca tinca"), ("n02", "two\twords\nsplit"), ("n03", "n03")]
     layout.write_labels(str(tmp_path), classes)
-    assert layout.load_labels(tmp_path) == [classes[0], ("n02", "two words split"), classes[2]]
+    # Tabs and newlines are escaped, not folded into spaces: names come back as they were.
+    assert layout.load_labels(tmp_path) == classes
+    assert (tmp_path / layout.LABELS_FILENAME).read_text().splitlines()[1] == \
+        "1\tn02\ttwo\\twords\\nsplit"
+    (tmp_path / "old.txt").write_text("0\tn01\tAC\\DC, 50%\n")  # a lone backslash reads as written
+    assert layout.load_labels(tmp_path / "old.txt") == [("n01", "AC\\DC, 50%")]
     assert layout.load_labels(tmp_path / layout.LABELS_FILENAME) == layout.load_labels(tmp_path)
     (tmp_path / "bad.txt").write_text("0\tn01\tone\n2\tn02\ttwo\n")
     with pytest.raises(ValueError, match="bad.txt:2: expected '1<TAB>wnid<TAB>name'"):

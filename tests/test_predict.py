@@ -40,7 +40,7 @@ def test_predict_files_reports_bad_files_and_keeps_going(exported, batch_size):
     errors = {os.path.basename(r.path): r.error for r in results if r.error}
     assert errors["notes.txt"] == "not an image (JPEG, PNG, GIF, BMP, WebP)"
     assert errors["missing.jpg"].startswith("cannot read")
-    assert "Invalid JPEG data" in errors["truncated.jpg"]
+    assert errors["truncated.jpg"] == "a damaged JPEG (its data is truncated or corrupt)"
     assert errors["empty.jpg"] == "empty file (0 bytes)"
     loaded = tf.saved_model.load(str(exported / "models" / "1"))
     for name, result in good.items():

@@ -71,7 +71,7 @@ def test_grpc_and_rest_answer_as_the_saved_model_does(served):
     assert sorted(errors) == ["empty.jpg", "missing.jpg", "notes.txt", "truncated.jpg"]
     # The file check in front of the export names what is wrong before the decoder sees it.
     assert "not an image (JPEG, PNG, GIF, BMP, WebP)" in errors["notes.txt"]
-    assert "Invalid JPEG data" in errors["truncated.jpg"]
+    assert errors["truncated.jpg"] == "a damaged JPEG (its data is truncated or corrupt)"
     assert {r.top[0][2] for r in reference if r.top} <= set(fx.NAMES)
     for protocol, classifier in _classifiers(served).items():
         requests = served["server"].model.requests

@@ -25,7 +25,10 @@ def run_app(main, module_name, doc):
 
     def parse_flags(argv):
         try:
-            return app.parse_flags_with_usage(argv)
+            parsed = app.parse_flags_with_usage(argv)
+        except OSError as e:  # a --config.FIELD override of a config file that did not load
+            _exit_if_config_missing(argv, e)
+            raise
         except (AttributeError, KeyError) as e:  # ml_collections: --config.FIELD it does not have
             flag, field = _unknown_config_override(argv)
             hint = str(e).strip("\"' ")
@@ -35,6 +38,8 @@ def run_app(main, module_name, doc):
                              "keras_alexnet/config.py lists every field\n"
                              "Pass --helpshort or --helpfull to see help on flags.\n")
             sys.exit(1)
+        _exit_if_config_missing(argv)
+        return parsed
 
     def quiet_main(argv):
         # Results and progress go to stdout; absl/TensorFlow INFO lines (checkpoint
@@ -44,6 +49,31 @@ def run_app(main, module_name, doc):
         return main(argv)
 
     app.run(quiet_main, flags_parser=parse_flags)
+
+
+def _exit_if_config_missing(argv, error=None):
+    """One sentence, status 1, when --config names a file that could not be loaded.
+
+    ml_collections keeps the loading error until the config is first used (by an override
+    while parsing, `error`; or by the program), then raises it as two chained tracebacks
+    that do not name the flag.
+    """
+    if error is None:
+        value = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
+        error = getattr(value, "_error", None) if type(value).__name__ == "_ErrorConfig" else None
+    elif "failure to load" not in str(error):
+        return
+    if error is None:
+        return
+    args = list(argv[1:]) + [""]
+    path = next((a.split("=", 1)[1] if "=" in a else args[i + 1] for i, a in enumerate(args)
+                 if a.split("=", 1)[0] == "--config"), "?")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    why = lines[-1] if lines else str(error)
+    why = why.split("] ", 1)[1] if why.startswith("[Errno") and "] " in why else why
+    sys.stderr.write(f"FATAL Flags parsing error: --config={path}: cannot load it ({why}); "
+                     "give a config file such as configs/demo.py\n")
+    sys.exit(1)
 
 
 def _unknown_config_override(argv):

@@ -91,6 +91,10 @@ def _main(argv):
     if len(argv) != 2 or argv[1] not in WHAT:
         raise app.UsageError(f"usage: benchmark {{{'|'.join(WHAT)}}} [--flags]")
     what = argv[1]
+    for name in ("saved_model", "images"):
+        if what != "serve" and FLAGS[name].present:
+            raise app.UsageError(f"--{name} is for `benchmark serve`; `benchmark {what}` times a "
+                                 "model built in memory (random weights) and would ignore it")
     # TensorFlow is imported by what runs, after flag parsing: --help stays fast.
     if what == "serve":
         if not FLAGS.saved_model:

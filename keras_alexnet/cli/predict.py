@@ -31,7 +31,7 @@ _SIGNATURE = flags.DEFINE_string("signature", None, "serving_default (the centre
                                  "ten_crop (the paper's ten patches averaged).")
 _TEN_CROP = flags.DEFINE_bool("ten_crop", False, "Shorthand for --signature=ten_crop.")
 _TIMEOUT = flags.DEFINE_float("timeout", 30.0, "With --server/--rest: seconds to wait for each "
-                              "answer.")
+                              "answer, whole (a server sending it slowly is cut off).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Files per request.")
 
 
@@ -62,6 +62,8 @@ def main(argv):
                              + (f", not {' and '.join(given)}" if given else ""))
     if _BATCH_SIZE.value < 1:
         raise app.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be at least 1")
+    if not _TIMEOUT.value > 0 or _TIMEOUT.value == float("inf"):
+        raise app.UsageError(f"--timeout={_TIMEOUT.value:g}: must be a positive number of seconds")
     signature = _signature()
     source = f"{given[0]}={(_SAVED_MODEL.value or _SERVER.value or _REST.value)}"
     from keras_alexnet.serving import client, predict
@@ -73,6 +75,8 @@ def main(argv):
                 skipped += 1
                 sys.stderr.write(predict.format_prediction(prediction) + "\n")
             else:
+                if prediction.note:
+                    sys.stderr.write(f"{prediction.path}: {prediction.note}\n")
                 print(predict.format_prediction(prediction), flush=True)
     except (OSError, ValueError, client.ServerError) as e:
         sys.stderr.write(f"bin/predict: error: {source}: {e}\n")

@@ -27,11 +27,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from keras_alexnet import config, disk_full
+    from keras_alexnet.data import layout
     from keras_alexnet.training import train
     try:
         result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except (config.ConfigError, FileNotFoundError, train.NonFiniteLossError,
-            disk_full.DiskFull) as e:
+            disk_full.DiskFull, layout.DataFolderError) as e:
         sys.stderr.write(f"bin/train: error: {e}\n")
         sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C twice: the first one saves, the second does not wait

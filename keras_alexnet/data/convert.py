@@ -58,7 +58,8 @@ def _check_manifest(out, classes, settings, split, split_entry):
     if [c[0] for c in manifest["classes"]] != [c[0] for c in classes]:
         raise OutputError(f"--output_dir {out} holds a different dataset ({len(manifest['classes'])} "
                           f"classes, starting {manifest['classes'][0][0]}; this input has {len(classes)}, "
-                          f"starting {classes[0][0]}); choose another folder")
+                          f"starting {classes[0][0]}{_class_difference(manifest['classes'], classes)}"
+                          "); choose another folder")
     for key, value in settings.items():
         if manifest.get(key) != value:
             raise OutputError(f"--output_dir {out} was written with --{key}={manifest.get(key)}, "
@@ -79,6 +80,34 @@ def _check_manifest(out, classes, settings, split, split_entry):
     return manifest
 
 
+def _class_difference(kept, new):
+    """'; missing a, b; not in the folder: c' between two class lists (wnids first)."""
+    kept, new = [c[0] for c in kept], [c[0] for c in new]
+    parts = []
+    for what, names in (("this input lacks", [w for w in kept if w not in set(new)]),
+                        ("the folder lacks", [w for w in new if w not in set(kept)])):
+        if names:
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            parts.append(f"{what} {', '.join(map(repr, names[:5]))}{more}")
+    if not parts:
+        parts.append("the same classes in another order")
+    return "; " + "; ".join(parts)
+
+
+def _check_output_outside_input(source, input_dir, output_dir):
+    """An output folder inside an image folder would be read as a class on the next run.
+
+    (The ILSVRC layouts read only DIR/train/, DIR/val/... : DIR/tfrecords/ is harmless.)
+    """
+    if source != "imagefolder" or not input_dir:
+        return
+    inside, out = os.path.realpath(input_dir), os.path.realpath(output_dir)
+    if out == inside or out.startswith(inside.rstrip(os.sep) + os.sep):
+        raise OutputError(f"--output_dir {output_dir} is inside --input_dir {input_dir}: its "
+                          "files would be read as images (a class folder) by the next "
+                          "conversion; choose an output folder outside the input")
+
+
 def _report(out, split, names, found, seconds, converted):
     parts = [layout.read_json(layout.part_path(out, n, "json")) for n in names]
     skipped = sorted(s for p in parts for s in p["skipped"])
@@ -87,8 +116,8 @@ def _report(out, split, names, found, seconds, converted):
     if written + len(skipped) != found:
         raise RuntimeError(f"{out}: found {found} != written {written} + skipped {len(skipped)}")
     json_path, tsv_path = layout.report_paths(out, split)
-    layout.atomic_write(tsv_path, "file\treason\n" + "".join(f"{name}\t{reason}\n"
-                                                           for name, reason in skipped))
+    layout.atomic_write(tsv_path, layout.tsv_line("file", "reason") + "".join(
+        layout.tsv_line(name, reason) for name, reason in skipped))  # escaped as labels.txt
     summary = {"split": split, "found": found, "written": written, "skipped": len(skipped),
                "skipped_by_reason": dict(reasons), "num_shards": len(names),
                "converted_this_run": converted, "seconds_this_run": round(seconds, 2),
@@ -134,6 +163,7 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
         raise SourceError(f"--quality {quality}: expected a JPEG quality from 1 to 100")
     if num_workers is not None and num_workers < 1:
         raise SourceError(f"--num_workers {num_workers}: must be >= 1")
+    _check_output_outside_input(source, input_dir, output_dir)
     src = open_source(source, input_dir, split, tfds_data_dir, devkit_dir, class_names)
     for note in src.notes:
         stream.write(f"{split}: {note}\n")

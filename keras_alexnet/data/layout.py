@@ -18,6 +18,7 @@ writer leaves the previous version (or nothing) in place.
 import contextlib
 import json
 import os
+import re
 import struct
 
 import tensorflow as tf
@@ -44,6 +45,10 @@ FEATURE_SPEC = {
     "image/width": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
     "image/filename": tf.io.FixedLenFeature((), tf.string, default_value=""),
 }
+
+
+class DataFolderError(ValueError):
+    """A file of the data folder that cannot be read as make_tfrecords writes it (named)."""
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -183,10 +188,40 @@ def read_json(path):
 
 # -- labels.txt --------------------------------------------------------------------------------
 
+# labels.txt and report-{split}.tsv are tab-separated lines; a class or file name may hold
+# anything a folder or file name can. Backslash escapes keep each field on its line and
+# distinct: tab \t, newline \n, carriage return \r, the backslash \\, other control
+# characters, line separators and undecodable bytes of a file name (lone surrogates)
+# \xNN / \uNNNN. Everything else is written as it is.
+_TO_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_ESCAPED = re.compile(r"\\(\\|t|n|r|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})")
+_SHORT = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_field(text):
+    """text as one field of a tab-separated line (see above); unescape_field reverses it."""
+    def one(match):
+        ch = match.group()
+        return _SHORT.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+    return _TO_ESCAPE.sub(one, str(text))
+
+
+def unescape_field(text):
+    """The text escape_field wrote (a backslash before anything else is kept as it is)."""
+    def one(match):
+        code = match.group(1)
+        return {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}.get(code) or chr(int(code[1:], 16))
+    return _ESCAPED.sub(one, text)
+
+
+def tsv_line(*fields):
+    """One line of escaped, tab-separated fields."""
+    return "\t".join(escape_field(f) for f in fields) + "\n"
+
+
 def labels_text(classes):
-    """labels.txt's content for [(wnid, name)] in label order (no tabs or newlines inside a field)."""
-    clean = lambda text: " ".join(str(text).split())  # noqa: E731
-    return "".join(f"{i}\t{clean(wnid)}\t{clean(name)}\n" for i, (wnid, name) in enumerate(classes))
+    """labels.txt's content for [(wnid, name)] in label order (fields escaped: escape_field)."""
+    return "".join(tsv_line(i, wnid, name) for i, (wnid, name) in enumerate(classes))
 
 
 def write_labels(data_dir, classes):
@@ -201,8 +236,9 @@ def load_labels(path_or_dir):
         for number, line in enumerate(f):
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 3 or fields[0] != str(number):
-                raise ValueError(f"{path}:{number + 1}: expected '{number}<TAB>wnid<TAB>name'")
-            labels.append((fields[1], fields[2]))
+                raise DataFolderError(f"{path}:{number + 1}: expected '{number}<TAB>wnid<TAB>name'"
+                                      f", found {line.rstrip(chr(10))[:80]!r}")
+            labels.append((unescape_field(fields[1]), unescape_field(fields[2])))
     return labels
 
 

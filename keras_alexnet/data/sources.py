@@ -18,6 +18,7 @@ The devkit's ILSVRC20xx_ID numbers the synsets in its own order, not in sorted
 WNID order: labels map ID -> WNID -> index in the sorted WNID list.
 """
 import collections
+import errno
 import glob
 import hashlib
 import os
@@ -48,9 +49,27 @@ def _fingerprint(items):
 
 
 def _list_files(folder):
-    # Every regular file, whatever its extension: a stray .txt is reported as skipped, not hidden.
+    # Every regular file, whatever its extension: a stray .txt is reported as skipped, not hidden;
+    # so is a symlink that leads nowhere (dangling, or a loop): read_items says which.
     names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
-    return [n for n in names if os.path.isfile(os.path.join(folder, n))]
+    return [n for n in names if os.path.isfile(os.path.join(folder, n))
+            or _broken_link(os.path.join(folder, n))]
+
+
+def _broken_link(path):
+    return os.path.islink(path) and not os.path.exists(path)
+
+
+def _unreadable(path, error):
+    """read_items' reason for a file that cannot be opened; symlinks that lead nowhere named."""
+    if _broken_link(path):
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return f"unreadable: a symlink loop (-> {os.readlink(path)} -> ...)"
+        return f"unreadable: a dangling symlink (to {os.readlink(path)}, which does not exist)"
+    return f"unreadable: {error.strerror or error}"
 
 
 def _class_folders(input_dir):
@@ -87,6 +106,17 @@ def _folder_items(input_dir, classes, label_of):
     return items
 
 
+def _empty_note(input_dir, classes, items):
+    """A class folder without a file becomes a class with no images: say which."""
+    filled = {item.name.split("/")[0] for item in items}  # items of DIR/<class>/<file>
+    empty = [f"{wnid}/" for wnid in classes if wnid not in filled]
+    if not empty:
+        return ()
+    more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+    return (f"{len(empty)} class folders of {input_dir} hold no files ({', '.join(empty[:5])}"
+            f"{more}): each is still a class, with no images in this split",)
+
+
 def _nested_note(input_dir, classes):
     nested = _nested_folders(input_dir, classes)
     if not nested:
@@ -121,7 +151,7 @@ def imagefolder(input_dir, split, class_names=None):
     items = _folder_items(input_dir, classes, {c: i for i, c in enumerate(classes)})
     names = read_class_names(class_names) if class_names else {}
     return Source([(c, names.get(c, c)) for c in classes], items, _fingerprint(items), None,
-                  _nested_note(input_dir, classes))
+                  _nested_note(input_dir, classes) + _empty_note(input_dir, classes, items))
 
 
 def _find_one(input_dir, patterns, what, flag):
@@ -183,7 +213,7 @@ def ilsvrc(input_dir, split, year, devkit_dir=None):
             raise SourceError(f"{split_dir}: folders {unknown[:5]} are not ILSVRC-{year} classes "
                               f"in {meta_path}")
         items = _folder_items(split_dir, present, index_of)
-        notes = _nested_note(split_dir, present)
+        notes = _nested_note(split_dir, present) + _empty_note(split_dir, present, items)
     else:
         notes = ()
         truth_name = f"ILSVRC{year}_{split}_ground_truth.txt"
@@ -204,6 +234,15 @@ def ilsvrc(input_dir, split, year, devkit_dir=None):
     return Source(classes, items, _fingerprint(items), None, notes)
 
 
+def _tfds_error(error):
+    """One line of TFDS's error for an unknown name (it lists all ~460 datasets), with its hint."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    hint = next((line for line in lines if line.startswith("Did you mean")), None)
+    return (f"{first}{' ' + hint if hint else ''} (`tfds build NAME` prepares one; "
+            "tfds.list_builders() names them all)")
+
+
 def tfds_source(name, split, data_dir):
     """A TFDS image classification dataset already prepared in data_dir (no download)."""
     import tensorflow_datasets as tfds
@@ -211,7 +250,7 @@ def tfds_source(name, split, data_dir):
         builder = tfds.builder(name, data_dir=data_dir)
         info = builder.info
     except Exception as e:  # tfds raises several types for an unknown name
-        raise SourceError(f"--source tfds:{name}: {e}") from e
+        raise SourceError(f"--source tfds:{name}: {_tfds_error(e)}") from None
     image_key, label_key = info.supervised_keys or ("image", "label")
     names = info.features[label_key].names
     classes = [(n, n) for n in names]
@@ -253,7 +292,7 @@ def read_items(items, tfds_spec):
                 with open(item.path, "rb") as f:
                     yield item, f.read(), item.label, None
             except OSError as e:
-                yield item, None, item.label, f"unreadable: {e.strerror or e}"
+                yield item, None, item.label, _unreadable(item.path, e)
         return
     if not items:
         return

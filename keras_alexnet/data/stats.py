@@ -18,6 +18,7 @@ the same bytes as an uninterrupted one. On disk (OUT/stats.npz, np.savez):
 """
 import dataclasses
 import os
+import zipfile
 
 import numpy as np
 
@@ -149,10 +150,23 @@ def load_stats(path_or_dir):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no statistics file; make_tfrecords writes it with "
                                 "the training split")
-    with np.load(path) as f:
-        return DatasetStats(
-            mean_image=f["mean_image"].astype(np.float64),
-            covariance=f["covariance"].astype(np.float64),
-            eigenvalues=f["eigenvalues"].astype(np.float64),
-            eigenvectors=f["eigenvectors"].astype(np.float64),
-            num_images=int(f["num_images"]), num_pixels=int(f["num_pixels"]))
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return DatasetStats(
+                mean_image=f["mean_image"].astype(np.float64),
+                covariance=f["covariance"].astype(np.float64),
+                eigenvalues=f["eigenvalues"].astype(np.float64),
+                eigenvectors=f["eigenvectors"].astype(np.float64),
+                num_images=int(f["num_images"]), num_pixels=int(f["num_pixels"]))
+    except (ValueError, OSError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as e:
+        raise layout.DataFolderError(f"{path}: not the statistics make_tfrecords writes "
+                                     f"({_why_unreadable(e)}); re-run bin/make_tfrecords for the "
+                                     "training split into a new folder") from None
+
+
+def _why_unreadable(error):
+    if "allow_pickle" in str(error):  # NumPy suggests allow_pickle=True: never do that here
+        return "it holds pickled Python objects, which are never loaded: they could run code"
+    if isinstance(error, KeyError):
+        return f"no array {error}"
+    return f"{type(error).__name__}: {error}"

@@ -10,6 +10,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from keras_alexnet import model as model_lib
 from keras_alexnet.data import layout
@@ -66,6 +67,28 @@ def restore_model(model, path):
     return model
 
 
+def restore_newest(model_kwargs, workdir, checkpoint="best", attempts=3):
+    """(model, checkpoint path) of `checkpoint` (workdir.checkpoint_path's 'best', 'latest', ...).
+
+    A training still running rotates old checkpoints away: the newest one named when the
+    restore began can be deleted before its files are read. 'best' and 'latest' are then
+    resolved again (the next newest); any other failure to read is one sentence.
+    """
+    for attempt in range(attempts):
+        path = workdir_lib.checkpoint_path(workdir, checkpoint)
+        try:
+            return restore_model(build_model(model_kwargs), path), path
+        except (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+            detail = (e.message or str(e)).strip().splitlines()[0]
+            if checkpoint in ("best", "latest") and attempt + 1 < attempts:
+                logging.warning("%s went away while being read (a training rotating its "
+                                "checkpoints?); trying the newest again", path)
+                continue
+            raise ValueError(f"checkpoint {path} could not be read ({detail}); a training still "
+                             "running may have rotated it away: run again, or pass "
+                             "--checkpoint=PATH of one it keeps") from None
+
+
 def normalization_arrays(stats, normalization):
     """(mean [R, R, 3], std [3]) for 'mean_image' (the paper) or 'channel' (mean/std per channel)."""
     if normalization == "mean_image":
@@ -93,8 +116,7 @@ def restore_run(workdir, checkpoint="best", *, data_dir=None):
     normalization = input_config.get("normalization", "mean_image")
     mean, std = normalization_arrays(stats_lib.load_stats(data_dir), normalization)
     quality = layout.writer_jpeg_quality(layout.read_manifest(data_dir))
-    path = workdir_lib.checkpoint_path(workdir, checkpoint)
-    model = restore_model(build_model(config["model"]), path)
+    model, path = restore_newest(config["model"], workdir, checkpoint)
     return RestoredRun(model=model, config=config, checkpoint_path=path, data_dir=data_dir,
                        synsets=[s for s, _ in labels], class_names=[n for _, n in labels],
                        mean_image=mean, std=std, label_offset=int(input_config.get("label_offset", 0)),

@@ -20,15 +20,14 @@ The requests are tensorflow-serving-api's messages (`predict_pb2`,
 """
 import base64
 import json
-import socket
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
+
+from keras_alexnet.serving import http_request
 
 DEFAULT_MODEL_NAME = "alexnet"
 DEFAULT_SIGNATURE = "serving_default"
@@ -97,6 +96,45 @@ def top_rows(outputs):
     return rows
 
 
+def _check_port(port, address, digits_only=False):
+    """ValueError unless port (the text after HOST:, None if absent) is a port number.
+
+    gRPC takes any number and dials it modulo 65536 (":99999" dials 34463). digits_only:
+    check only a number (gRPC targets such as unix:/path have other text there).
+    """
+    if port is None or (digits_only and not port.isdigit()):
+        return
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{address!r}: port {port!r} is not a port number (1 to 65535)")
+
+
+def _excerpt(text, limit=60):
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def checked_top_rows(outputs, count, where):
+    """top_rows of a server's answer for `count` images; ServerError if it is not one row each.
+
+    A server (or a proxy before it) that answers with fewer rows, rows without the top-k
+    fields or values of the wrong type must not be taken for predictions of some images.
+    """
+    for key in TOP_K_OUTPUTS:
+        value = outputs[key]
+        rows = [] if value is None or np.ndim(value) == 0 else [r for r in value if r is not None]
+        if len(rows) != count:
+            raise ServerError(f"{where} answered {len(rows)} rows of {key!r} for {count} images")
+    try:
+        rows = top_rows(outputs)
+        widths = {len(row) for row in rows}
+    except (TypeError, ValueError, KeyError, IndexError) as e:
+        raise ServerError(f"{where} answered top-k outputs that are not classes, names and "
+                          f"scores ({type(e).__name__}: {e})") from None
+    if len(rows) != count or len(widths) > 1 or 0 in widths:
+        raise ServerError(f"{where} answered {len(rows)} rows of top-k classes for {count} images")
+    return rows
+
+
 def served_image_bytes_input(signature_def_map, signature):
     """image_bytes_input of a signature in a server's SignatureDefMap (model metadata)."""
     signatures = {k: v for k, v in signature_def_map.signature_def.items() if not k.startswith("__")}
@@ -137,6 +175,8 @@ class GrpcClassifier:
 
         if "://" in target:
             raise ValueError(f"{target!r}: a gRPC server is HOST:PORT, without a scheme")
+        after_host = target.rsplit("]", 1)[-1]  # [::1]:8500
+        _check_port(after_host.rsplit(":", 1)[1] if ":" in after_host else None, target, True)
         self._grpc = grpc
         self.target, self.model_name, self.signature = target, model_name, signature
         self.version, self.timeout = version, timeout
@@ -179,7 +219,12 @@ class GrpcClassifier:
             if e.code() == self._grpc.StatusCode.INVALID_ARGUMENT:
                 raise BadRequest(e.details()) from None
             raise self._error(e) from None
-        return top_rows({k: tf.make_ndarray(response.outputs[k]) for k in TOP_K_OUTPUTS})
+        missing = [k for k in TOP_K_OUTPUTS if k not in response.outputs]
+        if missing:
+            raise ServerError(f"{self.target}: the answer has no output {', '.join(missing)} "
+                              f"(signature {self.signature!r} of export.py gives them)")
+        outputs = {k: tf.make_ndarray(response.outputs[k]) for k in TOP_K_OUTPUTS}
+        return checked_top_rows(outputs, len(images), self.target)
 
     def close(self):
         self.channel.close()
@@ -194,6 +239,8 @@ class RestClassifier:
             url = "http://" + url
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise ValueError(f"{url!r}: a REST server is http://HOST:PORT")
+        after_host = urllib.parse.urlsplit(url).netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1]
+        _check_port(after_host.split(":", 1)[1] if ":" in after_host else None, url)
         self.signature, self.timeout = signature, timeout
         self.model_url = f"{url.rstrip('/')}/v1/models/{urllib.parse.quote(model_name)}"
         if version is not None:
@@ -202,26 +249,28 @@ class RestClassifier:
 
     def _call(self, url, body=None):
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
-                                         headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            text = e.read().decode("utf-8", "replace")
-            try:
-                message = json.loads(text)["error"]
-            except (ValueError, KeyError, TypeError):
-                message = text.strip() or e.reason
-            if e.code == 400:
-                raise BadRequest(message) from None
-            raise ServerError(f"{url}: HTTP {e.code}: {message}") from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise ServerError(f"no answer from {url} within {self.timeout:g} s (--timeout)") \
-                    from None
-            raise ServerError(f"cannot reach {url}: {reason}") from None
+            status, text = http_request.request(url, data, timeout=self.timeout,
+                                                headers={"Content-Type": "application/json"})
+        except http_request.Timeout:
+            raise ServerError(f"no answer from {url} within {self.timeout:g} s (--timeout)") \
+                from None
+        except http_request.Unreachable as e:
+            raise ServerError(f"cannot reach {url}: {e}") from None
+        text = text.decode("utf-8", "replace")
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        if status != 200:
+            message = answer.get("error") if isinstance(answer, dict) else None
+            message = message or text.strip()[:200] or f"HTTP {status}"
+            if status == 400:
+                raise BadRequest(message)
+            raise ServerError(f"{url}: HTTP {status}: {message}")
+        if not isinstance(answer, dict):
+            raise ServerError(f"{url} answered {_excerpt(text)}, not a JSON object")
+        return answer
 
     def signature_defs(self):
         """The model's SignatureDefMap (GET .../metadata)."""
@@ -231,12 +280,23 @@ class RestClassifier:
         except BadRequest as e:
             raise ServerError(f"{self.model_url}/metadata: {e}") from None
         signature_defs = get_model_metadata_pb2.SignatureDefMap()
-        json_format.ParseDict(metadata.get("metadata", {}).get(SIGNATURE_DEF, {}), signature_defs,
-                              ignore_unknown_fields=True)
+        found = metadata.get("metadata")
+        found = found.get(SIGNATURE_DEF) if isinstance(found, dict) else None
+        try:
+            json_format.ParseDict(found if isinstance(found, dict) else {}, signature_defs,
+                                  ignore_unknown_fields=True)
+        except json_format.ParseError as e:
+            raise ServerError(f"{self.model_url}/metadata: not TF Serving's model metadata "
+                              f"({e})") from None
         return signature_defs
 
     def classify(self, images):
         body = {"signature_name": self.signature,
                 "instances": [{"b64": base64.b64encode(b).decode("ascii")} for b in images]}
-        predictions = self._call(self.model_url + ":predict", body)["predictions"]
-        return top_rows({k: [p[k] for p in predictions] for k in TOP_K_OUTPUTS})
+        url = self.model_url + ":predict"
+        predictions = self._call(url, body).get("predictions")
+        if not isinstance(predictions, list) or not all(isinstance(p, dict) for p in predictions):
+            raise ServerError(f"{url} answered without a list of 'predictions' (one object "
+                              "per image)")
+        outputs = {k: [p.get(k) for p in predictions] for k in TOP_K_OUTPUTS}
+        return checked_top_rows(outputs, len(images), url)

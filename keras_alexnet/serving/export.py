@@ -33,7 +33,7 @@ from absl import logging
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
 from keras_alexnet.data.preprocessing import crop_centre, ten_crops
-from keras_alexnet.serving import export_folder, image_size, model_card
+from keras_alexnet.serving import damaged_jpeg, export_folder, export_marker, image_size, model_card
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
 from keras_alexnet.training import workdir as workdir_lib
@@ -149,8 +149,9 @@ def check_request(image_bytes):
     """image_bytes, after asserting that none is empty or of an unknown format.
 
     A batch request with one bad image fails as a whole; the error then names that
-    image's index ("image_bytes[2] ..."), not only the decoder's complaint. Images whose
-    header is right but whose data is damaged still fail in the decoder, without an index.
+    image's index ("image_bytes[2] ..."), not only the decoder's complaint; so does a JPEG
+    whose data is cut short or damaged (damaged_jpeg.py). Other formats' damaged data fails
+    in their decoder, without an index.
     """
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     empty = tf.equal(tf.strings.length(image_bytes), 0)
@@ -169,7 +170,7 @@ def check_request(image_bytes):
             tf.logical_not(tf.reduce_any(bad)),
             [tf.strings.format("image_bytes[{}] " + what, [index])], name="check_request"))
     with tf.control_dependencies(checks):
-        return tf.identity(image_bytes)
+        return damaged_jpeg.check_jpeg_data(tf.identity(image_bytes))
 
 
 def save(module, export_dir, *, version=None, warmup_images=(), model_name="alexnet",
@@ -193,12 +194,14 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
         if locking.is_local(tmp):
             os.makedirs(tmp)
             held = locking.hold_folder(tmp)
+            export_marker.mark(tmp)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         export_folder.write_extra_files(tmp, extra_files or {})
         warmup_lib.write_warmup_file(export_folder.warmup_path(tmp),
                                      warmup_logs(warmup_images, module.image_size, model_name))
         if tf.io.gfile.exists(final):  # another export took this number meanwhile
             raise FileExistsError(f"{final} appeared during the export; nothing overwritten")
+        export_marker.unmark(tmp)
         tf.io.gfile.rename(tmp, final, overwrite=False)
     except BaseException:
         if tf.io.gfile.exists(tmp):
@@ -226,16 +229,27 @@ def _make_export_dir(export_dir):
 
 
 def remove_abandoned_temporaries(export_dir):
-    """Removes the .tmp-* folders of exports that were killed (no live export holds them)."""
+    """Removes the .tmp-* folders of exports that were killed; returns their paths.
+
+    Only a folder this module made is removed: a real folder (not a symlink) holding its
+    marker, that no live export holds. Any other .tmp-* folder (a user's, or one of an
+    export older than the marker) is left as it is, with a warning saying why.
+    """
     if not locking.is_local(export_dir):
         return []
     removed = []
     for name in sorted(os.listdir(export_dir)):
         path = os.path.join(export_dir, name)
-        if name.startswith(TMP_PREFIX) and os.path.isdir(path) and not locking.in_use(path):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-            logging.warning("removed %s, left by an export that did not finish", path)
+        if not name.startswith(TMP_PREFIX) or not os.path.isdir(path) or locking.in_use(path):
+            continue
+        if os.path.islink(path) or not export_marker.is_marked(path):
+            logging.warning("left %s alone: its name looks like an export's temporary folder, "
+                            "but it has no %s written by bin/export", path,
+                            export_marker.MARKER_FILENAME)
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        logging.warning("removed %s, left by an export that did not finish", path)
     return removed
 
 

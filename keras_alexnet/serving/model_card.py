@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 
 from keras_alexnet.data import layout
 
@@ -124,6 +125,27 @@ def _preprocessing_lines(metadata):
     ]
 
 
+def serving_commands(model_name, export_dir, version_dir):
+    """The shell lines that serve and query the export, every path and name shell-quoted.
+
+    A path with spaces must not split into two arguments, and one holding `$(...)` or
+    backquotes must not run anything when the lines are pasted into a shell.
+    """
+    q = shlex.quote
+    # docker's --mount value is comma-separated: a field holding a comma or a quote is
+    # written in double quotes, inner quotes doubled (CSV).
+    csv = lambda field: f'"{field.replace(chr(34), 2 * chr(34))}"' if set(field) & set(',"') \
+        else field  # noqa: E731
+    mount = f"type=bind,{csv('source=' + export_dir)},{csv('target=/models/' + model_name)}"
+    return ["docker run --rm -p 8500:8500 -p 8501:8501 \\",
+            f"    --mount {q(mount)} \\",
+            f"    -e {q('MODEL_NAME=' + model_name)} tensorflow/serving",
+            f"bin/predict --server=localhost:8500 {q('--model_name=' + model_name)} photo.jpg   # gRPC",
+            f"bin/predict --rest=http://localhost:8501 {q('--model_name=' + model_name)} photo.jpg"
+            "   # REST",
+            f"bin/predict {q('--saved_model=' + version_dir)} photo.jpg   # no server"]
+
+
 def model_card(signatures, metadata, *, synsets, class_names, model_name, version, export_dir,
                data_dir=None, events=(), workdir=None, now=None):
     """The model card's text.
@@ -175,12 +197,7 @@ def model_card(signatures, metadata, *, synsets, class_names, model_name, versio
             out.append(f"| `{field}` | `{json.dumps(value)}` |")
     out += ["", "The whole config is in `metadata.json` beside this card.", "",
             "## Serving it", "", "```",
-            "docker run --rm -p 8500:8500 -p 8501:8501 \\",
-            f"    --mount type=bind,source={os.path.abspath(export_dir)},target=/models/{model_name} \\",
-            f"    -e MODEL_NAME={model_name} tensorflow/serving",
-            f"bin/predict --server=localhost:8500 --model_name={model_name} photo.jpg   # gRPC",
-            f"bin/predict --rest=http://localhost:8501 --model_name={model_name} photo.jpg   # REST",
-            f"bin/predict --saved_model={version_dir} photo.jpg   # no server",
+            *serving_commands(model_name, os.path.abspath(export_dir), version_dir),
             "```", "",
             "REST by hand: `POST /v1/models/" + model_name + ":predict` with "
             '`{"instances": [{"b64": "<base64 of the file>"}]}` (add `"signature_name": '

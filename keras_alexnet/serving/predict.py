@@ -8,6 +8,7 @@ image, so such a batch is sent again one file per request: the bad file is
 reported with the model's reason and skipped, the others are still classified.
 """
 import dataclasses
+import io
 
 import tensorflow as tf
 
@@ -22,6 +23,7 @@ class Prediction:
     path: str
     top: list = None      # [(class index, synset, name, score)] best first
     error: str = None     # why the file was skipped
+    note: str = None      # what the user should know about the file (its EXIF orientation)
 
 
 def load_classifier(saved_model, signature=client.DEFAULT_SIGNATURE):
@@ -39,6 +41,28 @@ def read_image(path):
     if not data:
         return None, "empty file (0 bytes)"
     return data, None
+
+
+# EXIF orientations 2-8: how a viewer turns the stored pixels (a phone photo taken upright
+# is often stored sideways with 6 or 8). Neither make_tfrecords nor the serving graph
+# applies it (TensorFlow's decoders ignore EXIF), so the model sees what it was trained on.
+_ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down",
+                 5: "mirrored and rotated", 6: "rotated 90 degrees clockwise",
+                 7: "mirrored and rotated", 8: "rotated 90 degrees counter-clockwise"}
+
+
+def exif_orientation_note(data):
+    """A sentence when an image's EXIF asks viewers to turn it (Orientation 2-8), else None."""
+    try:
+        from PIL import Image
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            orientation = image.getexif().get(0x0112)
+    except Exception:  # not an image Pillow knows, or broken EXIF: the model will say
+        return None
+    if orientation not in _ORIENTATIONS:
+        return None
+    return (f"EXIF orientation {orientation} ({_ORIENTATIONS[orientation]} when shown) is not "
+            "applied: the model sees the pixels as stored, as make_tfrecords stores them")
 
 
 def error_summary(message):
@@ -92,8 +116,13 @@ def predict_paths(classifier, paths, batch_size=DEFAULT_BATCH_SIZE, max_batch_by
     for group in _batches(paths, max(1, batch_size), max_batch_bytes):
         readable = [(path, data) for path, data, error in group if error is None]
         answered = iter(_classify(classifier, readable) if readable else [])
-        for path, _, error in group:
-            yield Prediction(path, error=error) if error else next(answered)
+        for path, data, error in group:
+            if error:
+                yield Prediction(path, error=error)
+                continue
+            prediction = next(answered)
+            prediction.note = exif_orientation_note(data)
+            yield prediction
 
 
 def predict_files(saved_model, paths, signature=client.DEFAULT_SIGNATURE,
