@@ -28,8 +28,8 @@ def get_config():
     # rebuilds the network with build_alexnet(**config.model).
     config.model = ml_collections.ConfigDict(dict(
         num_classes=1000, image_size=227, towers=2, lrn=True, lrn_alpha=model_lib.LRN_ALPHA,
-        lrn_per_tower=True, overlapping_pool=True, activation="relu", dropout=0.5, dropout_scaling="paper",
-        width=1.0, fc_units=4096, init="paper", init_bias=1.0, seed=0))
+        lrn_bias=2.0, lrn_per_tower=True, overlapping_pool=True, activation="relu", dropout=0.5,
+        dropout_scaling="paper", width=1.0, fc_units=4096, init="paper", init_bias=1.0, seed=0))
 
     config.input = ml_collections.ConfigDict(dict(
         # Folder written by bin/make_tfrecords: shards, labels.txt, stats.npz.

@@ -62,6 +62,7 @@ def demo_data_dir(workdir):
 LEGACY_MODEL_DEFAULTS = {
     "dropout_scaling": "inverted",  # keras.layers.Dropout, until the paper's became the default
     "init_bias": 1.0,
+    "lrn_bias": 2.0,  # the paper's k, before it was a field (Caffe's networks need 1)
     "lrn_per_tower": False,  # LRN across the tower boundary, until per-tower became the default
 }
 
