@@ -10,6 +10,7 @@ LAYERS = [
     {"config", "model", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking"},  # top-level
     {"data"},
     {"training"},
+    {"weights"},
     {"serving"},
     {"benchmarks"},
     {"study"},

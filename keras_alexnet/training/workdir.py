@@ -6,6 +6,7 @@
     WORKDIR/metrics.jsonl    one JSON object per event (reporting.py)
     WORKDIR/tensorboard/     the same scalars, and the conv1 kernels as an image (reporting.py)
     WORKDIR/.lock            held by the bin/train writing the workdir (locking.py)
+    WORKDIR/data/            an imported network's labels.txt, stats.npz (weights/caffe_import.py)
 
 The trainer writes it; bin/export and bin/evaluate read it back (serving/restore.py).
 
@@ -32,6 +33,11 @@ LOCK_FILENAME = ".lock"
 STATE_FILENAME = "checkpoint"  # tf.train.CheckpointManager's state file in each folder
 # The folder the trainer generates the demo dataset into when config.input.data_dir is empty.
 DEMO_DATA_DIR = "demo_data"
+# An imported network's run folder (weights/caffe_import.py writes it): config.json has an
+# IMPORTED section (where the weights came from, how their training images were stored) and
+# the folder's own IMPORTED_DATA_DIR holds its labels.txt, stats.npz and dataset.json.
+IMPORTED = "imported"
+IMPORTED_DATA_DIR = "data"
 # metrics.jsonl events that are written only after a checkpoint was saved.
 _SAVED_EVENTS = ("checkpoint", "eval", "preempted")
 
@@ -55,6 +61,10 @@ def best_dir(workdir):
 
 def demo_data_dir(workdir):
     return os.path.join(workdir, DEMO_DATA_DIR)
+
+
+def imported_data_dir(workdir):
+    return os.path.join(workdir, IMPORTED_DATA_DIR)
 
 
 # Model fields added after runs were already written, with the value every run written
@@ -136,6 +146,8 @@ def _is_demo_data(input_config):
 def stored_data_dir(config, workdir):
     """The data folder of a run, from its config.json dict, wherever the workdir now is."""
     input_config = config.get("input", {})
+    if config.get(IMPORTED):  # its labels and mean image travel with the folder
+        return imported_data_dir(workdir)
     if _is_demo_data(input_config):
         return demo_data_dir(workdir)
     data_dir = input_config["data_dir"]
