@@ -151,23 +151,28 @@ def synset_text(count=WIDTHS["fc8"]):
                    f"thing {i}\n" for i in range(count))
 
 
-def write_files(folder, *, form="layer", seed=0, layers=None, blobs=None, mean="npy"):
+def write_files(folder, *, form="layer", seed=0, layers=None, blobs=None, mean="npy",
+                classes=None, widths=WIDTHS, fc8_scale=1.0):
     """deploy.prototxt, weights.caffemodel, the mean (.npy or .binaryproto) and synset_words.txt
-    in folder; returns their paths as import_caffe's keyword arguments."""
+    in folder; returns their paths as import_caffe's keyword arguments.
+
+    classes: [(wnid, name)] for synset_words.txt (default: synset_text's); widths: the
+    layers' outputs (fc8's must be the class count)."""
     os.makedirs(folder, exist_ok=True)
     paths = {"prototxt": os.path.join(folder, "deploy.prototxt"),
              "caffemodel": os.path.join(folder, "weights.caffemodel"),
              "mean": os.path.join(folder, f"mean.{mean}"),
              "synsets": os.path.join(folder, "synset_words.txt")}
     with open(paths["prototxt"], "w") as f:
-        f.write(prototxt(layers or layer_list(), form))
+        f.write(prototxt(layers or layer_list(widths), form))
     with open(paths["caffemodel"], "wb") as f:
-        f.write(caffemodel_bytes(blobs or random_blobs(seed), form))
+        f.write(caffemodel_bytes(blobs or random_blobs(seed, widths, fc8_scale=fc8_scale), form))
     if mean == "npy":
         np.save(paths["mean"], mean_bgr())
     else:
         with open(paths["mean"], "wb") as f:
             f.write(binaryproto_bytes(mean_bgr()))
     with open(paths["synsets"], "w") as f:
-        f.write(synset_text())
+        f.write("".join(f"{w} {n}\n" for w, n in classes) if classes else
+                synset_text(widths["fc8"]))
     return paths

@@ -91,6 +91,18 @@ def test_the_lrn_bends_and_takes_the_files_settings(imported):
     assert (relu[on] / normalized[on]).max() > 2
 
 
+def test_one_tower_and_no_dropout_import_too(tmp_path):
+    """Any network build_alexnet computes: without `group` (towers=1), without Dropout layers."""
+    paths, workdir = _import(str(tmp_path), layers=cf.layer_list(towers=1, dropout=False),
+                             blobs=cf.random_blobs(towers=1))
+    run = restore.restore_run(workdir)
+    assert (run.config["model"]["towers"], run.config["model"]["dropout"]) == (1, 0.0)
+    x = np.random.default_rng(5).uniform(-128, 128, (2, 227, 227, 3)).astype(np.float32)
+    expected = _opencv_fc8(paths, x[..., ::-1])
+    got = run.model(x, training=False).numpy()
+    assert np.abs(got - expected).max() < 1e-4 * (expected.max() - expected.min())
+
+
 def test_the_run_folder_is_a_run(imported):
     """What bin/train leaves: config.json, best/ and checkpoints/ with ckpt-0, the labels and
     the mean image in data/, the record of the import in config.json."""
@@ -214,3 +226,144 @@ def test_unpacked_floats_read_too():
         bytes([0x2D]) + struct.pack("<f", v) for v in values)
     for data in (packed, unpacked):
         np.testing.assert_array_equal(caffe._blob_array(data, "x").ravel(), values)
+
+
+# -- refusals: one sentence each, nothing written --------------------------------------------------
+
+def _layers_with(old, new):
+    return [(n, t, b, p.replace(old, new)) for n, t, b, p in cf.layer_list()]
+
+
+def _swap_blob(name, shape):
+    blobs = cf.random_blobs()
+    blobs[name] = (np.zeros(shape, np.float32), blobs[name][1])
+    return blobs
+
+
+REFUSALS = {
+    "caffenet": (dict(layers=cf.layer_list(caffenet=True)), "pools before the LRN"),
+    "not_alexnet": (dict(layers=cf.layer_list()[:2] + [
+        ("conv1_2", "Convolution", "conv1", "convolution_param { num_output: 12 kernel_size: 3 }")
+    ] + [(n, t, "conv1_2" if b == "conv1" and n == "norm1" else b, p)
+         for n, t, b, p in cf.layer_list()[2:]]),
+        r"'conv1_2' \(Convolution\) is not the network build_alexnet computes"),
+    "leaky_relu": (dict(layers=cf.layer_list(negative_slope=0.1)), "negative slope"),
+    "lrn_size": (dict(layers=_layers_with("local_size: 5", "local_size: 3")), "local_size 3"),
+    "widths": (dict(layers=_layers_with("num_output: 48 kernel_size: 3 stride: 1 pad: 1 }",
+                                        "num_output: 40 kernel_size: 3 stride: 1 pad: 1 }")),
+               "not one multiple of AlexNet's"),
+    "blob_shape": (dict(blobs=_swap_blob("conv3", (48, 30, 3, 3))),
+                   r"layer 'conv3''s weights have shape \(48, 30, 3, 3\), the prototxt's network "
+                   r"needs \(48, 32, 3, 3\)"),
+    "missing_layer": (dict(blobs={k: v for k, v in cf.random_blobs().items() if k != "fc8"}),
+                      "has no weights for layer 'fc8'"),
+}
+
+
+def _no_trace(root):
+    """Nothing but the inputs in root: no run folder, no hidden temporary."""
+    return sorted(os.listdir(root)) == ["caffe"]
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_files_that_are_not_this_network_are_refused(tmp_path, case):
+    kwargs, message = REFUSALS[case]
+    paths = cf.write_files(str(tmp_path / "caffe"), **kwargs)
+    with pytest.raises(caffe_net.CaffeImportError, match=message):
+        caffe_import.import_caffe(**paths, workdir=str(tmp_path / "run"), stream=None)
+    assert _no_trace(tmp_path)
+
+
+def test_another_input_size_is_refused(tmp_path):
+    paths = cf.write_files(str(tmp_path / "caffe"))
+    with open(paths["prototxt"], "w") as f:
+        f.write(cf.prototxt(cf.layer_list(), size=224))
+    with pytest.raises(caffe_net.CaffeImportError, match=r"input \[10, 3, 224, 224\]; only "
+                       r"\[N, 3, 227, 227\] imports"):
+        caffe_import.import_caffe(**paths, workdir=str(tmp_path / "run"), stream=None)
+    assert _no_trace(tmp_path)
+
+
+@pytest.mark.parametrize("cut", [0.6, 0.001])
+def test_a_truncated_caffemodel_is_refused(tmp_path, cut):
+    paths = cf.write_files(str(tmp_path / "caffe"))
+    data = open(paths["caffemodel"], "rb").read()
+    with open(paths["caffemodel"], "wb") as f:
+        f.write(data[:int(len(data) * cut)])
+    with pytest.raises(caffe_net.CaffeImportError, match="is truncated or not a Caffe model"):
+        caffe_import.import_caffe(**paths, workdir=str(tmp_path / "run"), stream=None)
+    assert _no_trace(tmp_path)
+
+
+def test_a_mean_of_the_wrong_size_and_a_wrong_synsets_count_are_refused(tmp_path):
+    paths = cf.write_files(str(tmp_path / "caffe"))
+    np.save(str(tmp_path / "caffe" / "small.npy"), cf.mean_bgr(200))
+    with pytest.raises(caffe_net.CaffeImportError, match=r"small.npy has shape \(3, 200, 200\)"):
+        caffe_import.import_caffe(**dict(paths, mean=str(tmp_path / "caffe" / "small.npy")),
+                                  workdir=str(tmp_path / "run"), stream=None)
+    (tmp_path / "caffe" / "nine.txt").write_text(cf.synset_text(9))
+    with pytest.raises(caffe_net.CaffeImportError, match="names 9 classes; the network's fc8 has 10"):
+        caffe_import.import_caffe(**dict(paths, synsets=str(tmp_path / "caffe" / "nine.txt")),
+                                  workdir=str(tmp_path / "run"), stream=None)
+    assert _no_trace(tmp_path)
+
+
+def test_a_folder_with_anything_in_it_is_not_written_into(tmp_path):
+    paths = cf.write_files(str(tmp_path / "caffe"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(caffe_net.CaffeImportError, match="exists and is not an empty folder"):
+        caffe_import.import_caffe(**paths, workdir=str(tmp_path / "run"), stream=None)
+    assert os.listdir(tmp_path / "run") == ["notes.txt"]
+    caffe_import.import_caffe(**paths, workdir=str(tmp_path / "empty"), stream=None)
+    assert "config.json" in os.listdir(tmp_path / "empty")
+
+
+# -- the run folder with the project's programs ---------------------------------------------------
+
+@pytest.mark.slow
+def test_bin_import_weights_then_bin_evaluate(tmp_path):
+    """The command writes the folder; bin/evaluate takes it as a trained run; errors are one line."""
+    import fixtures
+    widths = dict(cf.WIDTHS, fc8=4)
+    paths = cf.write_files(str(tmp_path / "caffe"), widths=widths,
+                           classes=list(zip(fixtures.SYNSETS, fixtures.NAMES)))
+    data = fixtures.write_data_dir(str(tmp_path / "data"))
+    flags = [f"--caffe_prototxt={paths['prototxt']}", f"--caffemodel={paths['caffemodel']}",
+             f"--mean={paths['mean']}", f"--synsets={paths['synsets']}"]
+    command = [sys.executable, os.path.join(REPO, "bin", "import_weights"), *flags]
+    done = subprocess.run(command + [f"--workdir={tmp_path / 'run'}"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert "not BVLC's official file" in done.stdout
+    evaluated = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bin", "evaluate"), f"--workdir={tmp_path / 'run'}",
+         f"--data={data}/validation-*", "--json"], capture_output=True, text=True)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["num_images"] == 10
+    refused = subprocess.run(command + [f"--workdir={tmp_path / 'run'}"], capture_output=True,
+                             text=True)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if "bin/import_weights" in line]
+    assert len(errors) == 1 and errors[0].startswith("bin/import_weights: error: --workdir=")
+
+
+def test_the_export_of_an_import_serves_what_the_model_computes(tmp_path):
+    """bin/export's SavedModel on a photo == the Keras model on the same pixels minus the mean."""
+    from keras_alexnet.serving import export
+    from keras_alexnet.serving import preprocessing as prep
+    _, workdir = _import(str(tmp_path), fc8_scale=0.003)
+    path = export.export_from_workdir(workdir, str(tmp_path / "models"), num_warmup_images=0)
+    loaded = tf.saved_model.load(path)
+    photo = tf.io.encode_jpeg(np.random.default_rng(4).integers(0, 256, (256, 256, 3), np.uint8),
+                              quality=95).numpy()
+    served = loaded.signatures["serving_default"](image_bytes=tf.constant([photo]))
+    run = restore.restore_run(workdir)
+    pixels = tf.io.decode_jpeg(photo, channels=3, dct_method=prep.READER_DCT_METHOD).numpy()
+    patch = (pixels.astype(np.float32) - run.mean_image)[TOP:TOP + 227, TOP:TOP + 227]
+    expected = tf.nn.softmax(run.model(patch[None].astype(np.float32), training=False)).numpy()
+    assert 0.05 < expected.max() < 0.95  # neither one-hot nor uniform: the comparison means something
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=2e-5)
+    assert served["synsets"].numpy()[0, 0].decode() == cf.WNIDS[int(expected.argmax())]
+    metadata = json.loads(loaded.metadata_json.numpy())
+    assert metadata["config"]["imported"]["caffemodel_sha1"]
