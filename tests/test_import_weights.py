@@ -18,6 +18,7 @@ from fixtures import REPO
 from keras_alexnet import model as model_lib
 from keras_alexnet.data import layout
 from keras_alexnet.serving import restore
+from keras_alexnet.training import reporting
 from keras_alexnet.training import workdir as workdir_lib
 from keras_alexnet.weights import caffe, caffe_import, caffe_net
 
@@ -107,7 +108,9 @@ def test_the_run_folder_is_a_run(imported):
     """What bin/train leaves: config.json, best/ and checkpoints/ with ckpt-0, the labels and
     the mean image in data/, the record of the import in config.json."""
     workdir, run = imported["workdir"], imported["run"]
-    assert sorted(os.listdir(workdir)) == ["best", "checkpoints", "config.json", "data"]
+    assert sorted(os.listdir(workdir)) == ["best", "checkpoints", "config.json", "data",
+                                           "metrics.jsonl", "tensorboard"]
+    assert [e["event"] for e in reporting.read_events(workdir)] == ["imported"]
     assert os.path.basename(workdir_lib.checkpoint_path(workdir, "best")) == "ckpt-0"
     assert os.path.basename(workdir_lib.checkpoint_path(workdir, "latest")) == "ckpt-0"
     assert run.synsets == cf.WNIDS and run.class_names[3] == "class 3, thing 3"
@@ -129,6 +132,7 @@ def test_a_moved_run_folder_still_restores(imported, tmp_path):
     moved = str(tmp_path / "elsewhere")
     shutil.copytree(imported["workdir"], moved)
     assert restore.restore_run(moved).data_dir == workdir_lib.imported_data_dir(moved)
+    assert restore.restore_run(moved, "latest").checkpoint_path.startswith(moved)
 
 
 def test_the_official_file_is_recognised_by_its_sha1(tmp_path, monkeypatch):

@@ -6,9 +6,12 @@ fine-tuning read it unchanged (training/workdir.py, serving/restore.py):
     OUT/config.json       get_config() with the prototxt's network in config.model (LRN k,
                           alpha / local_size, across the towers, inverted dropout, classes
                           from fc8) and an "imported" section (below)
-    OUT/best/, OUT/checkpoints/
+    OUT/checkpoints/, OUT/best/
                           the same checkpoint, ckpt-0, as the trainer writes one
-                          (tf.train.Checkpoint of model, step 0, epoch 0)
+                          (tf.train.Checkpoint of model, step 0, epoch 0); best/'s files
+                          are hard links to checkpoints/' where the filesystem allows
+    OUT/metrics.jsonl     one "imported" event (source, caffemodel_sha1) at step 0: no
+                          training and no validation errors; OUT/tensorboard/ the conv1 kernels
     OUT/data/labels.txt   the synsets file's classes, in its order (data/layout.py's format)
     OUT/data/stats.npz    mean_image: Caffe's mean as RGB [R, R, 3] on 0..255; the PCA
                           statistics (covariance, eigenvalues, eigenvectors) are zeros and
@@ -54,6 +57,7 @@ from keras_alexnet import locking
 from keras_alexnet import model as model_lib
 from keras_alexnet.data import layout
 from keras_alexnet.data import stats as stats_lib
+from keras_alexnet.training import reporting
 from keras_alexnet.training import workdir as workdir_lib
 from keras_alexnet.weights import caffe, caffe_net
 from keras_alexnet.weights.caffe_net import CaffeImportError
@@ -129,9 +133,25 @@ def write_run(folder, config, model, classes, mean_image):
     checkpoint = tf.train.Checkpoint(
         model=model, step=tf.Variable(CHECKPOINT_STEP, dtype=tf.int64, name="step"),
         epoch=tf.Variable(0, dtype=tf.int64, name="epoch"))
-    for sub in (workdir_lib.checkpoints_dir(folder), workdir_lib.best_dir(folder)):
-        tf.train.CheckpointManager(checkpoint, sub, max_to_keep=1).save(
-            checkpoint_number=CHECKPOINT_STEP)
+    saved = tf.train.CheckpointManager(checkpoint, workdir_lib.checkpoints_dir(folder),
+                                       max_to_keep=1).save(checkpoint_number=CHECKPOINT_STEP)
+    # best/ holds the same files: hard links where the filesystem has them (233 MB once).
+    best = workdir_lib.best_dir(folder)
+    os.makedirs(best)
+    for path in tf.io.gfile.glob(saved + ".*"):
+        target = os.path.join(best, os.path.basename(path))
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+    workdir_lib.write_state(best, os.path.join(best, os.path.basename(saved)),
+                            [os.path.join(best, os.path.basename(saved))])
+    # metrics.jsonl (bin/report reads it): one event, no training, no validation errors.
+    reporter = reporting.Reporter(folder)
+    reporter.event("imported", CHECKPOINT_STEP, source=config[workdir_lib.IMPORTED]["format"],
+                   caffemodel_sha1=config[workdir_lib.IMPORTED]["caffemodel_sha1"])
+    reporter.kernels(CHECKPOINT_STEP, model.get_layer("conv1").kernel.numpy())
+    reporter.flush()
 
 
 def import_caffe(prototxt, caffemodel, mean, synsets, workdir, *, stream=sys.stdout):
