@@ -104,6 +104,20 @@ def test_one_tower_and_no_dropout_import_too(tmp_path):
     assert np.abs(got - expected).max() < 1e-4 * (expected.max() - expected.min())
 
 
+@pytest.mark.parametrize("declaration", ["input_layer", "input_dim", "input_shape"])
+def test_every_input_declaration_reads(tmp_path, declaration):
+    """An Input layer (today's deploy.prototxt), input + input_dim (2014), input + input_shape."""
+    text = cf.prototxt(cf.layer_list(), "layer" if declaration == "input_layer" else "layers")
+    if declaration == "input_shape":
+        text = text.replace("input_dim: 10\ninput_dim: 3\ninput_dim: 227\ninput_dim: 227",
+                            "input_shape { dim: 10 dim: 3 dim: 227 dim: 227 }")
+        assert "input_shape" in text
+    (tmp_path / "deploy.prototxt").write_text(text)
+    spec = caffe_net.network_spec(str(tmp_path / "deploy.prototxt"))
+    assert spec.blob_shapes == cf.blob_shapes()
+    assert spec.form == ("layer" if declaration == "input_layer" else "layers")
+
+
 def test_the_run_folder_is_a_run(imported):
     """What bin/train leaves: config.json, best/ and checkpoints/ with ckpt-0, the labels and
     the mean image in data/, the record of the import in config.json."""

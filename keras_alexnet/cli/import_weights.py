@@ -40,6 +40,10 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
         sys.stderr.write(f"bin/import_weights: error: {e}\n")
         sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nbin/import_weights: interrupted; nothing was written to "
+                         f"{_WORKDIR.value}\n")
+        sys.exit(130)
     print(f"next: bin/export --workdir={_WORKDIR.value} --export_dir=models/alexnet")
 
 
