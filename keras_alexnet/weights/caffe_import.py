@@ -101,7 +101,6 @@ def run_config(spec, data_dir, record):
     config.model.update(spec.model)
     config.input.update(data_dir=data_dir, normalization="mean_image", crop="paper",
                         lighting_std=0.0, label_offset=0)
-    config.precision = "float32"
     stored = json.loads(workdir_lib.config_to_store(config).to_json())
     stored[workdir_lib.IMPORTED] = record
     return stored
@@ -117,25 +116,43 @@ def _check_target(workdir):
 
 
 def write_run(folder, config, model, classes, mean_image):
-    """config.json, best/ and checkpoints/ (ckpt-0), data/ into `folder`."""
-    data_dir = workdir_lib.imported_data_dir(folder)
+    """config.json, checkpoints/ and best/ (ckpt-0), metrics.jsonl, tensorboard/, data/."""
+    _write_data(workdir_lib.imported_data_dir(folder), classes, mean_image)
+    layout.write_json(os.path.join(folder, workdir_lib.CONFIG_FILENAME), config, indent=2)
+    _write_checkpoints(folder, model)
+    # metrics.jsonl (bin/report reads it): one event, no training, no validation errors.
+    reporter = reporting.Reporter(folder)
+    record = config[workdir_lib.IMPORTED]
+    reporter.event("imported", CHECKPOINT_STEP, source=record["format"],
+                   caffemodel_sha1=record["caffemodel_sha1"])
+    reporter.kernels(CHECKPOINT_STEP, model.get_layer("conv1").kernel.numpy())
+    reporter.flush()
+
+
+def _write_data(data_dir, classes, mean_image):
+    """labels.txt, stats.npz (the mean; zero PCA statistics over no images), dataset.json."""
     os.makedirs(data_dir)
     layout.write_labels(data_dir, classes)
     stats_lib.save(stats_lib.DatasetStats(
         mean_image=mean_image, covariance=np.zeros((3, 3)), eigenvalues=np.zeros(3),
         eigenvectors=np.zeros((3, 3)), num_images=0, num_pixels=0),
         os.path.join(data_dir, layout.STATS_FILENAME))
+    # resize 0: what make_tfrecords writes when it keeps the original bytes; the export then
+    # resizes served images without a JPEG re-encode (layout.writer_jpeg_quality).
     layout.write_manifest(data_dir, {
         "format": layout.FORMAT, "classes": [list(c) for c in classes],
         "resize": 0, "stats_size": int(mean_image.shape[0]), "splits": {},
         "source": "caffe import (no images; see config.json's imported section)"})
-    layout.write_json(os.path.join(folder, workdir_lib.CONFIG_FILENAME), config, indent=2)
+
+
+def _write_checkpoints(folder, model):
+    """checkpoints/ckpt-0 as the trainer writes a checkpoint; best/ the same files."""
     checkpoint = tf.train.Checkpoint(
         model=model, step=tf.Variable(CHECKPOINT_STEP, dtype=tf.int64, name="step"),
         epoch=tf.Variable(0, dtype=tf.int64, name="epoch"))
     saved = tf.train.CheckpointManager(checkpoint, workdir_lib.checkpoints_dir(folder),
                                        max_to_keep=1).save(checkpoint_number=CHECKPOINT_STEP)
-    # best/ holds the same files: hard links where the filesystem has them (233 MB once).
+    # Hard links where the filesystem has them: the weights on disk once (233 MB at full size).
     best = workdir_lib.best_dir(folder)
     os.makedirs(best)
     for path in tf.io.gfile.glob(saved + ".*"):
@@ -144,14 +161,8 @@ def write_run(folder, config, model, classes, mean_image):
             os.link(path, target)
         except OSError:
             shutil.copyfile(path, target)
-    workdir_lib.write_state(best, os.path.join(best, os.path.basename(saved)),
-                            [os.path.join(best, os.path.basename(saved))])
-    # metrics.jsonl (bin/report reads it): one event, no training, no validation errors.
-    reporter = reporting.Reporter(folder)
-    reporter.event("imported", CHECKPOINT_STEP, source=config[workdir_lib.IMPORTED]["format"],
-                   caffemodel_sha1=config[workdir_lib.IMPORTED]["caffemodel_sha1"])
-    reporter.kernels(CHECKPOINT_STEP, model.get_layer("conv1").kernel.numpy())
-    reporter.flush()
+    prefix = os.path.join(best, os.path.basename(saved))
+    workdir_lib.write_state(best, prefix, [prefix])
 
 
 def import_caffe(prototxt, caffemodel, mean, synsets, workdir, *, stream=sys.stdout):
