@@ -118,6 +118,17 @@ def test_every_input_declaration_reads(tmp_path, declaration):
     assert spec.form == ("layer" if declaration == "input_layer" else "layers")
 
 
+def test_sizes_spelled_per_dimension_read_too(tmp_path):
+    """kernel_h/kernel_w, stride_h/stride_w, pad_h/pad_w mean what kernel_size, stride, pad do."""
+    layers = [(n, t, b, p.replace("kernel_size: 3 stride: 2", "kernel_h: 3 kernel_w: 3 stride_h: 2 "
+                                  "stride_w: 2").replace("kernel_size: 5 stride: 1 pad: 2",
+                                                         "kernel_h: 5 kernel_w: 5 pad_h: 2 pad_w: 2"))
+              for n, t, b, p in cf.layer_list()]
+    (tmp_path / "deploy.prototxt").write_text(cf.prototxt(layers))
+    assert "kernel_h: 5" in (tmp_path / "deploy.prototxt").read_text()
+    assert caffe_net.network_spec(str(tmp_path / "deploy.prototxt")).blob_shapes == cf.blob_shapes()
+
+
 def test_the_run_folder_is_a_run(imported):
     """What bin/train leaves: config.json, best/ and checkpoints/ with ckpt-0, the labels and
     the mean image in data/, the record of the import in config.json."""
@@ -266,6 +277,8 @@ REFUSALS = {
          for n, t, b, p in cf.layer_list()[2:]]),
         r"'conv1_2' \(Convolution\) is not the network build_alexnet computes"),
     "leaky_relu": (dict(layers=cf.layer_list(negative_slope=0.1)), "negative slope"),
+    "pool_size": (dict(layers=_layers_with("kernel_size: 3 stride: 2", "kernel_h: 3 kernel_w: 2 "
+                                           "stride: 2")), "pooling 'pool1' is not AlexNet's"),
     "lrn_size": (dict(layers=_layers_with("local_size: 5", "local_size: 3")), "local_size 3"),
     "widths": (dict(layers=_layers_with("num_output: 48 kernel_size: 3 stride: 1 pad: 1 }",
                                         "num_output: 40 kernel_size: 3 stride: 1 pad: 1 }")),

@@ -165,7 +165,9 @@ def _check_conv(layer, what, towers, path):
     size, want_stride, want_pad, grouped = CONVOLUTIONS[what]
     got = (kernel, stride, pad, p.group, _one(p.dilation, 1, "dilation", path), p.bias_term, p.axis)
     want = (size, want_stride, want_pad, towers if grouped else 1, 1, True, 1)
-    if got != want or (p.HasField("kernel_w") and p.kernel_w != kernel):
+    square = all(not p.HasField(f"{field}_w") or getattr(p, f"{field}_w") == value
+                 for field, value in (("kernel", kernel), ("stride", stride), ("pad", pad)))
+    if got != want or not square:
         raise CaffeImportError(
             f"{path}: {what} ({layer.name!r}) has kernel {kernel}, stride {stride}, pad {pad}, "
             f"group {p.group}, dilation {got[4]}, bias_term {p.bias_term}; AlexNet's is kernel "
@@ -180,7 +182,10 @@ def _check_simple(found, path):
                                    "AlexNet's ReLUs have none")
     for layer in found["pool1"] + found["pool2"] + found["pool5"]:
         p = layer.message.pooling_param
-        if (p.pool, p.kernel_size, p.stride, p.pad, p.global_pooling) != (0, 3, 2, 0, False):
+        kernel = (p.kernel_h, p.kernel_w) if p.HasField("kernel_h") else (p.kernel_size,) * 2
+        stride = (p.stride_h, p.stride_w) if p.HasField("stride_h") else (p.stride,) * 2
+        pad = (p.pad_h, p.pad_w) if p.HasField("pad_h") else (p.pad,) * 2
+        if (p.pool, kernel, stride, pad, p.global_pooling) != (0, (3, 3), (2, 2), (0, 0), False):
             raise CaffeImportError(f"{path}: pooling {layer.name!r} is not AlexNet's 3x3 "
                                    "stride-2 max pooling without padding")
     for what in ("fc6", "fc7", "fc8"):
