@@ -5,9 +5,10 @@ types, the input as an `Input` layer or `input_shape`) and the legacy one (`laye
 V1LayerParameter, enum types, `input` + `input_dim`) of 2014's model zoo. The layers
 are compared in order, with their bottoms and tops, not only their shapes:
 
-    conv1 ReLU LRN pool1  conv2 ReLU LRN pool2  conv3 ReLU  conv4 ReLU  conv5 ReLU pool5
+    conv1 ReLU [LRN] pool1  conv2 ReLU [LRN] pool2  conv3 ReLU  conv4 ReLU  conv5 ReLU pool5
     fc6 ReLU [Dropout]  fc7 ReLU [Dropout]  fc8 [Softmax]
 
+(bracketed layers both present or both absent: build_alexnet's lrn, and dropout 0)
 with conv1 11x11/4, conv2 5x5 pad 2, conv3-5 3x3 pad 1, conv2/4/5 in `group` 1 or 2
 (the towers), every pooling 3x3/2 max, ReLUs without a negative slope. CaffeNet (the same
 blob shapes, but it pools before the LRN), GoogLeNet and anything else are refused with a
@@ -23,8 +24,8 @@ from google.protobuf import text_format
 
 from keras_alexnet.weights import caffe_proto
 
-# Caffe is 227-only here: Keras rounds pooled sizes down, Caffe up; they agree at 227 only
-# (among the sizes one would use: 55, 27, 13 are odd).
+# Keras rounds pooled sizes down, Caffe up: from 227 every pooling divides exactly
+# (55 -> 27 -> 13 -> 6) and the two agree; other input sizes are refused.
 IMAGE_SIZE = 227
 # AlexNet's kernels per layer, which build_alexnet's `width` multiplies.
 PAPER_FILTERS = {"conv1": 96, "conv2": 256, "conv3": 384, "conv4": 384, "conv5": 256}
