@@ -4,7 +4,7 @@ import pathlib
 from setuptools import find_packages, setup
 
 PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark", "study", "report",
-            "first_steps"]
+            "first_steps", "import_weights"]
 
 setup(
     name="keras_alexnet",
@@ -39,7 +39,10 @@ setup(
     ],
     extras_require={
         "and-cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "test": ["pytest>=7", "pytest-xdist"],
+        "test": ["pytest>=7", "pytest-xdist",
+                 # tests/test_import_weights.py: Caffe's network computed by OpenCV's importer
+                 # (OpenCV 5 dropped readNetFromCaffe).
+                 "opencv-python-headless>=4.8,<5"],
     },
     # Each bin/ program is also an installed command: alexnet-train, ...
     entry_points={"console_scripts": [

@@ -4,8 +4,9 @@ Top level: config (the paper's recipe), model (the paper's network), bfloat16_co
 (a CPU workaround the network's convolutions use), evaluation (the operations
 training, bin/evaluate and the export share), progress (the one progress bar).
 Subpackages by role, lower ones never importing higher ones: data (image sources
-to TFRecords and statistics, tf.data input), training, serving (export, evaluation,
-prediction), benchmarks; cli holds the programs bin/ and the alexnet-* commands run.
+to TFRecords and statistics, tf.data input), training, weights (networks trained
+elsewhere, imported as run folders), serving (export, evaluation, prediction),
+benchmarks; cli holds the programs bin/ and the alexnet-* commands run.
 """
 import os
 

@@ -29,7 +29,8 @@ def get_config():
     # its keyword arguments; training and the export build it with model.build_model(config.model).
     config.model = ml_collections.ConfigDict(dict(
         name=model_lib.DEFAULT_BUILDER, num_classes=1000, image_size=227, towers=2, lrn=True,
-        lrn_alpha=model_lib.LRN_ALPHA, lrn_bias=model_lib.LRN_BIAS, lrn_per_tower=True, overlapping_pool=True, activation="relu", dropout=0.5, dropout_scaling="paper",
+        lrn_alpha=model_lib.LRN_ALPHA, lrn_bias=model_lib.LRN_BIAS, lrn_per_tower=True,
+        overlapping_pool=True, activation="relu", dropout=0.5, dropout_scaling="paper",
         width=1.0, fc_units=4096, init="paper", init_bias=1.0, seed=0))
 
     config.input = ml_collections.ConfigDict(dict(

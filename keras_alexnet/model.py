@@ -71,14 +71,17 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
 
     Args:
       num_classes: size of fc8 (1000 for ILSVRC).
-      image_size: square input side; 227 gives the paper's 55x55 conv1 maps.
+      image_size: square input side; 227 gives the paper's 55x55 conv1 maps. Keras rounds
+        pooled sizes down and Caffe rounds them up: the two agree at 227 (odd maps 55, 27, 13)
+        and not at every other size, so a network imported from Caffe is 227-only
+        (keras_alexnet/weights/caffe.py refuses other sizes).
       towers: 2 for the paper's grouped conv2/conv4/conv5; 1 for no grouping.
       lrn: local response normalization after conv1 and conv2. With ReLU it applies their
         ReLU (LocalResponseNormalization(relu=True); conv1 and conv2 have no activation of
         their own): the same function, one pass over their maps less in training. Their
         activations: activation_output(model, 'conv1').
       lrn_alpha: 2e-5 (authors' code); 1e-4 is the paper's formula as printed.
-      lrn_bias: the LRN's k: 2 (the paper's); Caffe's bvlc_alexnet used 1.
+      lrn_bias: the LRN's k: 2 (the paper's); Caffe's LRN default, and its bvlc_alexnet, is 1.
       lrn_per_tower: with towers=2, normalize each tower's maps on their own (the paper's
         two GPUs each normalized the maps they held: 48 of conv1's 96, 128 of conv2's 256);
         False normalizes across the tower boundary (channels 46-49 and 126-129 mix), as

@@ -66,6 +66,16 @@ def test_lrn_literal_paper_alpha_is_one_parameter_away():
     np.testing.assert_allclose(layer(a), _lrn_reference(a, divide_alpha_by_n=False), rtol=1e-5)
 
 
+def test_lrn_bias_is_a_network_option():
+    """lrn_bias is the LRN's k in both LRN layers (Caffe's bvlc_alexnet needs k = 1)."""
+    model = tiny_model(lrn_bias=1.0, lrn_per_tower=False, seed=1)
+    assert [model.get_layer(n).bias for n in ("lrn1", "lrn2")] == [1.0, 1.0]
+    assert tiny_model(seed=1).get_layer("lrn1").bias == 2.0
+    a = np.random.default_rng(3).uniform(0, 300, (1, 2, 2, 9)).astype("float32")
+    np.testing.assert_allclose(model.get_layer("lrn1")(a), _lrn_reference(a, k=1.0), rtol=1e-5)
+    assert not np.allclose(model.get_layer("lrn1")(a), _lrn_reference(a), rtol=1e-3)
+
+
 def test_per_tower_lrn_is_lrn_of_each_half():
     a = np.random.default_rng(2).uniform(0, 300, (2, 3, 3, 16)).astype("float32")
     per_tower = layers_lib.LocalResponseNormalization(towers=2)(a).numpy()

@@ -12,6 +12,7 @@ LAYERS = [
     {"configs"},  # the experiment files: each starts from config.get_config()
     {"data"},
     {"training"},
+    {"weights"},  # imported weights (Caffe) written as a run folder
     {"runs"},  # training runs read back: restored, evaluated
     {"serving"},
     {"report"},

@@ -364,3 +364,18 @@ def test_the_writer_starts_on_a_new_line_after_a_line_cut_short(tmp_path):
     assert "skipped line 2," in said.getvalue()
     assert path.read_text().endswith('"loss": 1.5}\n')
     assert workdir_lib.has_saved_before(str(tmp_path)) is True
+
+
+def test_config_json_written_before_lrn_bias_reads_as_the_papers_k(tmp_path):
+    """A run from before model.lrn_bias rebuilds with k = 2 and resumes under today's default."""
+    import json
+    config = config_lib.get_config()
+    config.input.data_dir = "/data"
+    old = config.to_dict()
+    del old["model"]["lrn_bias"]
+    (tmp_path / workdir_lib.CONFIG_FILENAME).write_text(json.dumps(old))
+    assert workdir_lib.read_config(str(tmp_path))["model"]["lrn_bias"] == 2.0
+    assert workdir_lib.check_workdir(config, str(tmp_path)) is True
+    config.model.lrn_bias = 1.0
+    with pytest.raises(config_lib.ConfigError, match="model.lrn_bias"):
+        workdir_lib.check_workdir(config, str(tmp_path))

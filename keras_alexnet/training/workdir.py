@@ -7,6 +7,7 @@
     WORKDIR/data.json        what identifies the run's data, to follow it when it moves
     WORKDIR/tensorboard/     the same scalars, and the conv1 kernels as an image (reporting.py)
     WORKDIR/.lock            held by the bin/train writing the workdir (locking.py)
+    WORKDIR/data/            an imported network's labels.txt, stats.npz (weights/caffe_import.py)
 
 The trainer writes it; bin/export, bin/evaluate and bin/report read it back (runs/restore.py).
 
@@ -34,6 +35,11 @@ LOCK_FILENAME = ".lock"
 STATE_FILENAME = "checkpoint"  # tf.train.CheckpointManager's state file in each folder
 # The folder the trainer generates the demo dataset into when config.input.data_dir is empty.
 DEMO_DATA_DIR = "demo_data"
+# An imported network's run folder (weights/caffe_import.py writes it): config.json has an
+# IMPORTED section (where the weights came from, how their training images were stored) and
+# the folder's own IMPORTED_DATA_DIR holds its labels.txt, stats.npz and dataset.json.
+IMPORTED = "imported"
+IMPORTED_DATA_DIR = "data"
 # metrics.jsonl events that are written only after a checkpoint was saved.
 _SAVED_EVENTS = ("checkpoint", "eval", "preempted")
 
@@ -59,14 +65,18 @@ def demo_data_dir(workdir):
     return os.path.join(workdir, DEMO_DATA_DIR)
 
 
+def imported_data_dir(workdir):
+    return os.path.join(workdir, IMPORTED_DATA_DIR)
+
+
 # Model fields added after runs were already written, with the value every run written
 # before them had: such a config.json still rebuilds the network it trained.
 LEGACY_MODEL_DEFAULTS = {
     "dropout_scaling": "inverted",  # keras.layers.Dropout, until the paper's became the default
     "init_bias": 1.0,
+    "lrn_bias": 2.0,  # the paper's k, before it was a field (Caffe's networks need 1)
     "lrn_per_tower": False,  # LRN across the tower boundary, until per-tower became the default
     "name": "paper",  # model.build_alexnet, the only network before config.model.name
-    "lrn_bias": 2.0,  # the paper's k, before it became a field
 }
 
 
@@ -144,6 +154,8 @@ def _is_demo_data(input_config):
 def stored_data_dir(config, workdir):
     """The data folder of a run, from its config.json dict, wherever the workdir now is."""
     input_config = config.get("input", {})
+    if config.get(IMPORTED):  # its labels and mean image travel with the folder
+        return imported_data_dir(workdir)
     if _is_demo_data(input_config):
         return demo_data_dir(workdir)
     data_dir = input_config["data_dir"]

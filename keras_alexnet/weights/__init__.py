@@ -1,0 +1,1 @@
+"""Weights from elsewhere: networks trained by other frameworks, imported as run folders."""
