@@ -10,6 +10,14 @@ converters' TFRecords) is decoded in full and resized by the same function in
 both (data/preprocessing.resize_shorter_side_pillow_bicubic, Pillow's bicubic as
 make_tfrecords computed the statistics with); a stored-size record's centre
 patch is decoded as a window in both.
+
+A run or export with config.input.resize='warp' (Caffe's: both sides to 256,
+the aspect ratio ignored) needs the original images: make_tfrecords' default
+records are already shorter-side resized and centre-cropped, and warping such a
+square changes nothing, so they would give the shorter-side figure under the
+warp's name. Such data is refused; records written with `--resize 0` keep the
+originals and are warped, for a checkpoint through the export's own graph
+(ServingModule, in memory), so the two paths still agree.
 """
 import dataclasses
 import json
@@ -23,6 +31,7 @@ from keras_alexnet import evaluation, progress
 from keras_alexnet.data import input_pipeline, layout
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.serving import export, restore
+from keras_alexnet.serving import preprocessing as prep
 
 
 @dataclasses.dataclass
@@ -128,15 +137,49 @@ def _accumulate_unchecked(batches, setting, stream, total=None):
     return result
 
 
-def _patches(ten_crop):
-    return "10 patches" if ten_crop else "1 patch (centre)"
+def _patches(ten_crop, resize_mode=prep.SHORTER_SIDE):
+    patches = "10 patches" if ten_crop else "1 patch (centre)"
+    return patches + (", warped to the stored size (Caffe's resize)"
+                      if resize_mode == prep.WARP else "")
+
+
+def check_originals(data, stream=sys.stderr):
+    """Refuses records stored resized (make_tfrecords' default) for a warp evaluation.
+
+    Records from elsewhere (no dataset.json beside them) get a warning: they are
+    warped as they are.
+    """
+    folder = os.path.dirname(input_pipeline.list_shards(data)[0])
+    manifest = layout.read_manifest(folder)
+    if not manifest:
+        if stream is not None:
+            stream.write(f"warning: no {layout.MANIFEST_FILENAME} beside {data}: cannot check "
+                         "that its records hold the original images the warp needs\n")
+        return
+    if manifest.get("resize", 1):
+        raise ValueError(
+            f"--data {data}: make_tfrecords stored these images shorter side "
+            f"{manifest.get('resize', 256)} and centre-cropped, and warping that square changes "
+            "nothing, so a 'warp' evaluation of them would be the shorter-side one; convert "
+            "the original images with --resize 0 to evaluate the warp")
 
 
 def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, batch_size=64,
-                        data_dir=None, stream=sys.stderr):
-    """Result of WORKDIR's checkpoint on the TFRecords matching `data`."""
-    run = restore.restore_run(workdir, checkpoint, data_dir=data_dir)
+                        data_dir=None, resize=None, stream=sys.stderr):
+    """Result of WORKDIR's checkpoint on the TFRecords matching `data`.
+
+    resize: 'shorter_side' or 'warp' instead of the run's config.input.resize.
+    """
+    run = restore.restore_run(workdir, checkpoint, data_dir=data_dir, resize=resize)
     check_labels(data, run.synsets, f"the run in {workdir}", stream)
+    setting = f"checkpoint {run.checkpoint_path}, {_patches(ten_crop, run.resize_mode)}"
+    if run.resize_mode == prep.WARP:
+        check_originals(data, stream)
+        module = export.ServingModule(run.model, run.mean_image, run.synsets, run.class_names,
+                                      std=run.std, jpeg_quality=run.jpeg_quality,
+                                      resize=run.resize_mode)
+        return _evaluate_signature(module.ten_crop if ten_crop else module.serve, data,
+                                   run.label_offset, batch_size, setting, stream)
     dataset = input_pipeline.make_dataset(
         data, batch_size, training=False, stats=stats_lib.load_stats(run.data_dir),
         image_size=run.image_size, label_offset=run.label_offset, ten_crop=ten_crop,
@@ -148,7 +191,7 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
         return evaluation.class_probabilities(lambda x: model(x, training=False), images)
 
     batches = ((probabilities(images).numpy(), labels.numpy()) for images, labels in dataset)
-    return _accumulate(batches, f"checkpoint {run.checkpoint_path}, {_patches(ten_crop)}", stream,
+    return _accumulate(batches, setting, stream,
                        count_images(input_pipeline.list_shards(data)), data)
 
 
@@ -169,15 +212,23 @@ def evaluate_saved_model(saved_model, data, *, ten_crop=False, batch_size=64, st
     loaded = tf.saved_model.load(path)
     metadata = json.loads(loaded.metadata_json.numpy())
     check_labels(data, loaded.synsets.numpy(), f"the export {path}", stream)
+    resize_mode = metadata.get("resize_mode", prep.SHORTER_SIDE)
+    if resize_mode == prep.WARP:
+        check_originals(data, stream)
     signature = loaded.signatures["ten_crop" if ten_crop else "serving_default"]
-    offset = int(metadata.get("label_offset", 0))
+    return _evaluate_signature(lambda image_bytes: signature(image_bytes=image_bytes), data,
+                               int(metadata.get("label_offset", 0)), batch_size,
+                               f"export {path}, {_patches(ten_crop, resize_mode)}", stream)
+
+
+def _evaluate_signature(signature, data, label_offset, batch_size, setting, stream):
+    """Result of a serving signature (encoded images in, "probabilities" out) on the records."""
     files = input_pipeline.list_shards(data)
     dataset = tf.data.TFRecordDataset(files)
-    dataset = dataset.map(lambda r: input_pipeline.parse_example(r, offset)).batch(batch_size)
-    batches = ((signature(image_bytes=images)["probabilities"].numpy(), labels.numpy())
+    dataset = dataset.map(lambda r: input_pipeline.parse_example(r, label_offset)).batch(batch_size)
+    batches = ((signature(images)["probabilities"].numpy(), labels.numpy())
                for images, labels in dataset)
-    return _accumulate(batches, f"export {path}, {_patches(ten_crop)}", stream, count_images(files),
-                       data)
+    return _accumulate(batches, setting, stream, count_images(files), data)
 
 
 def format_table(results, data):

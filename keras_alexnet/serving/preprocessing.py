@@ -91,25 +91,44 @@ def _is_stored(image_bytes, size):
     return tf.cond(tf.io.is_jpeg(image_bytes), square, lambda: tf.constant(False))
 
 
-def _rewrite(image_bytes, size, draft=True):
+SHORTER_SIDE, WARP = "shorter_side", "warp"  # config.input.resize's values
+
+
+def warp(image, size):
+    """float32 [size, size, 3] with integer values 0..255: both sides to size, ignoring the aspect.
+
+    Caffe's resize (convert_imageset for its training LMDB, classify.py at test time):
+    OpenCV's bilinear cv::resize with half-pixel centres and no antialiasing, rounded to
+    uint8 as Caffe stores it. Unlike the shorter-side resize it keeps the whole picture
+    and squeezes it: a 4:3 photo's objects become 25% narrower.
+    """
+    image = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear",
+                            antialias=False)
+    return tf.clip_by_value(tf.floor(image + 0.5), 0.0, 255.0)
+
+
+def _rewrite(image_bytes, size, draft=True, resize=SHORTER_SIDE):
     """float32 [size, size, 3]: the writer's decode, resize and central square.
 
     draft: decode large JPEGs at 1/2, 1/4 or 1/8 scale as the writer does with --resize;
     False decodes every pixel, as the input pipeline decodes `--resize 0` records (and
-    the writer its statistics' view of them).
+    the writer its statistics' view of them). resize='warp': every pixel decoded (as
+    OpenCV does), then warp() to size x size.
     """
+    if resize == WARP:
+        return warp(decode_rgb(image_bytes), size)
     image = decode_rgb(image_bytes, size if draft else None)
     return central_crop(resize_shorter_side_pillow_bicubic(image, size), size)
 
 
-def to_record(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
+def to_record(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY, resize=SHORTER_SIDE):
     """The JPEG bytes make_tfrecords stores for an image (the bytes themselves if already so)."""
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     return tf.cond(_is_stored(image_bytes, size), lambda: image_bytes, lambda: tf.io.encode_jpeg(
-        tf.cast(_rewrite(image_bytes, size), tf.uint8), quality=jpeg_quality))
+        tf.cast(_rewrite(image_bytes, size, resize=resize), tf.uint8), quality=jpeg_quality))
 
 
-def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
+def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY, resize=SHORTER_SIDE):
     """float32 [size, size, 3]: the pixels the input pipeline reads for the record of these bytes.
 
     A JPEG already size x size (a record make_tfrecords wrote) is decoded as the
@@ -119,6 +138,8 @@ def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
     originals): the input pipeline's own treatment of a stored original, the same
     resize on every decoded pixel (no DCT scaling), as the writer's statistics see it.
     A square of another side than size (a 400x400 original) is resized like any other.
+    resize='warp' (config.input.resize): both sides to size instead (warp()); with
+    jpeg_quality=0 that is Caffe's test-time image: decoded, warped, not re-encoded.
 
     Not reproduced: Pillow's box reduction of images still 6x larger than size after
     DCT scaling (PNGs with a shorter side >= 6 * size), its fixed-point filter weights
@@ -129,11 +150,13 @@ def scale_and_center(image_bytes, size, jpeg_quality=WRITER_JPEG_QUALITY):
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     if not jpeg_quality:
         return tf.cond(_is_stored(image_bytes, size), lambda: _read(image_bytes),
-                       lambda: _rewrite(image_bytes, size, draft=False))
-    return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality)), [size, size, 3])
+                       lambda: _rewrite(image_bytes, size, draft=False, resize=resize))
+    return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality, resize)),
+                           [size, size, 3])
 
 
-def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALITY):
+def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALITY,
+                  resize=SHORTER_SIDE):
     """float32 [S, S, 3]: the centre patch, decoded from the record as the pipeline decodes it.
 
     The pipeline decodes only the window (tf.image.decode_and_crop_jpeg), which
@@ -152,8 +175,9 @@ def central_patch(image_bytes, size, image_size, jpeg_quality=WRITER_JPEG_QUALIT
         # A record of the stored size: its window, as the pipeline decodes it. Any other
         # image is decoded in full and resized, by the pipeline too.
         return tf.cond(_is_stored(image_bytes, size), lambda: window_of(image_bytes),
-                       lambda: central_crop(_rewrite(image_bytes, size, draft=False), image_size))
-    return window_of(to_record(image_bytes, size, jpeg_quality))
+                       lambda: central_crop(_rewrite(image_bytes, size, draft=False, resize=resize),
+                                            image_size))
+    return window_of(to_record(image_bytes, size, jpeg_quality, resize))
 
 
 def _read(record):

@@ -29,7 +29,7 @@ from keras_alexnet import model as model_lib
 from keras_alexnet import progress
 from keras_alexnet.config import ConfigError
 from keras_alexnet.data import layout
-from keras_alexnet.training import distribute, reporting, steps, workdir as workdir_lib
+from keras_alexnet.training import distribute, init_from, reporting, steps, workdir as workdir_lib
 from keras_alexnet.training.schedule import PlateauSchedule
 
 
@@ -215,7 +215,7 @@ def _train(config, workdir, strategy, chief, scratch):
         raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training set")
 
     with strategy.scope():
-        model = steps.build_model(config)
+        model = init_from.freeze(steps.build_model(config), config.freeze)
         optimizer = steps.make_optimizer(config, precision)
         optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -231,6 +231,8 @@ def _train(config, workdir, strategy, chief, scratch):
     if latest:
         model_lib.seek_dropout(model, int(step))  # the masks an uninterrupted run would draw
         print(f"resumed from {latest} at step {int(step)}, epoch {int(epoch)}", flush=True)
+    else:
+        init_from.initialize(model, config)  # fine-tuning: another network's weights
     manager = tf.train.CheckpointManager(ckpt, distribute.write_dir(ckpt_dir, chief, scratch),
                                          max_to_keep=config.checkpoint.max_to_keep)
     best_manager = tf.train.CheckpointManager(
