@@ -7,10 +7,12 @@ import keras_alexnet
 PACKAGE = os.path.dirname(keras_alexnet.__file__)
 # Each part may import its own layer and the ones before it, never one after it.
 LAYERS = [
-    {"config", "model", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking"},  # top-level
+    {"config", "model", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking",
+     "input_statistics"},  # top-level
     {"data"},
     {"training"},
     {"serving"},
+    {"applications"},  # keras_alexnet.AlexNet: loads runs (serving.restore) and .keras files
     {"benchmarks"},
     {"study"},
     {"cli"},

@@ -335,9 +335,13 @@ def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name
     return path
 
 
-def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None, **kwargs):
-    """Restores WORKDIR's checkpoint and exports it; returns the new version's path."""
+def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None, resize=None,
+                        **kwargs):
+    """Restores WORKDIR's checkpoint and exports it; returns the new version's path.
+
+    resize: 'shorter_side' or 'warp' instead of the run's config.input.resize.
+    """
     from keras_alexnet.serving import restore  # keras_alexnet's model code: export time only
 
-    return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir), export_dir,
-                      workdir=workdir, **kwargs)
+    return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir, resize=resize),
+                      export_dir, workdir=workdir, **kwargs)

@@ -22,7 +22,8 @@ METRICS_FILENAME = "metrics.jsonl"  # training/workdir.py's WORKDIR/metrics.json
 KEY_FIELDS = ("model.num_classes", "model.image_size", "model.width", "model.fc_units",
               "model.towers", "model.lrn", "model.lrn_per_tower", "model.dropout",
               "model.dropout_scaling", "model.init", "input.normalization", "input.crop",
-              "input.lighting_std", "batch_size", "num_epochs", "optimizer.learning_rate",
+              "input.lighting_std", "input.resize", "input.jpeg_reencode", "init_from", "freeze",
+              "batch_size", "num_epochs", "optimizer.learning_rate",
               "optimizer.momentum", "optimizer.weight_decay", "schedule.patience", "precision",
               "seed")
 

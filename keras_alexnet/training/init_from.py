@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import config as config_lib
+from keras_alexnet import input_statistics  # registers its layer: .keras files of AlexNet() hold it
 from keras_alexnet import model as model_lib
 from keras_alexnet.training import workdir as workdir_lib
 
@@ -39,7 +40,7 @@ CLASSIFIER = "fc8"
 FUNCTION_OPTIONS = ("towers", "lrn", "lrn_alpha", "lrn_bias", "lrn_per_tower", "overlapping_pool",
                     "activation", "dropout_scaling")
 # The layer a .keras file of keras_alexnet.AlexNet carries its config.model in.
-STATISTICS_LAYER = "input_statistics"
+STATISTICS_LAYER = input_statistics.LAYER_NAME
 
 
 class InitFromError(config_lib.ConfigError):
@@ -65,7 +66,7 @@ def option_differences(source, target):
     return found
 
 
-def _run_folder_of(path):
+def run_folder_of(path):
     """The training run folder holding a checkpoint prefix or folder (None if none does)."""
     folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
     for candidate in (folder, os.path.dirname(folder.rstrip("/"))):
@@ -74,7 +75,7 @@ def _run_folder_of(path):
     return None
 
 
-def _checkpoint_weights(run, checkpoint, model_config):
+def _checkpoint_weights(run, checkpoint, model_config, what):
     """{layer name: [arrays]} of the model a checkpoint holds, every weight restored."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
@@ -87,21 +88,24 @@ def _checkpoint_weights(run, checkpoint, model_config):
     tf.train.Checkpoint(model=source).restore(checkpoint).expect_partial()
     missing = [w.path for w in source.weights if np.isnan(w.numpy()).any()]
     if missing:
-        raise InitFromError(f"config.init_from: {checkpoint} holds no value for {missing[0]} "
+        raise InitFromError(f"{what}: {checkpoint} holds no value for {missing[0]} "
                             f"(and {len(missing) - 1} more weights) of the network {run}'s "
                             "config.json describes")
     return {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
 
 
-def load_source(path):
-    """({layer name: [arrays]}, the source's config.model dict or None) from init_from's path."""
+def load_source(path, what="config.init_from"):
+    """({layer name: [arrays]}, the source's config.model dict or None) from init_from's path.
+
+    what: the field or argument errors name.
+    """
     if not tf.io.gfile.exists(path) and not tf.io.gfile.exists(path + ".index"):
-        raise InitFromError(f"config.init_from: {path} does not exist")
+        raise InitFromError(f"{what}: {path} does not exist")
     if path.endswith(".keras"):
         try:
             source = keras.saving.load_model(path, compile=False)
         except Exception as e:  # noqa: BLE001  (Keras raises many kinds; say which file)
-            raise InitFromError(f"config.init_from: {path} is not a .keras model Keras can "
+            raise InitFromError(f"{what}: {path} is not a .keras model Keras can "
                                 f"load ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         model_config = None
         if STATISTICS_LAYER in [layer.name for layer in source.layers]:
@@ -109,9 +113,9 @@ def load_source(path):
         return ({layer.name: layer.get_weights() for layer in source.layers
                  if layer.weights and layer.name != STATISTICS_LAYER}, model_config)
     is_run = tf.io.gfile.exists(os.path.join(path, workdir_lib.CONFIG_FILENAME))
-    run = path if is_run else _run_folder_of(path)
+    run = path if is_run else run_folder_of(path)
     if run is None:
-        raise InitFromError(f"config.init_from: {path} is neither a run folder (no "
+        raise InitFromError(f"{what}: {path} is neither a run folder (no "
                             f"{workdir_lib.CONFIG_FILENAME}), a checkpoint inside one, nor a "
                             ".keras file")
     model_config = workdir_lib.read_config(run)["model"]
@@ -122,7 +126,7 @@ def load_source(path):
             checkpoint = workdir_lib.checkpoint_path(run, "latest")
     else:
         checkpoint = workdir_lib.checkpoint_path(run, path)
-    return _checkpoint_weights(run, checkpoint, model_config), model_config
+    return _checkpoint_weights(run, checkpoint, model_config, what), model_config
 
 
 def default_skip(source_weights, model):
