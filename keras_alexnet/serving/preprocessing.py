@@ -19,6 +19,11 @@ square or not, goes through the steps above. The resize is the input
 pipeline's own (data/preprocessing.resize_shorter_side_pillow_bicubic), so data
 written with `--resize 0` is resized alike in training, evaluation and serving.
 Remaining differences are named in `scale_and_center`.
+
+Networks trained elsewhere were not fed such records: config.input.resize='warp'
+(Caffe's convert_imageset and classify.py) replaces the shorter-side resize and
+central square by `warp` (both sides to R, bilinear, every pixel decoded), and
+config.input.jpeg_reencode=False (jpeg_quality 0) drops the re-encode.
 """
 import tensorflow as tf
 
