@@ -109,7 +109,8 @@ def get_config():
     # are copied by layer name before step 0 (a resumed run uses its own checkpoints).
     # The mean image and PCA statistics still come from config.input.data_dir.
     config.init_from = ""
-    # Layers not copied. Empty: fc8 alone when the class counts differ, nothing otherwise.
+    # Layers not copied (trained from their initialization). Empty: fc8 alone when the class
+    # counts differ, nothing otherwise; a list replaces that default (name fc8 in it too).
     config.init_from_skip = []
     # Layers not trained (no update, no weight decay), e.g. ["conv1", "conv2", "conv3",
     # "conv4", "conv5"] to train only the classifier on top of conv5's features.
