@@ -106,6 +106,10 @@ def test_warp_evaluation_needs_the_original_images(tmp_path):
     exported = evaluate.evaluate_saved_model(path, pattern, stream=None)
     assert (exported.top1_errors, exported.top5_errors) == (checkpoint.top1_errors,
                                                             checkpoint.top5_errors)
+    ten = evaluate.evaluate_checkpoint(workdir, pattern, ten_crop=True, stream=None)
+    exported_ten = evaluate.evaluate_saved_model(path, pattern, ten_crop=True, stream=None)
+    assert "10 patches, warped" in ten.setting and ten.num_images == exported_ten.num_images == 10
+    assert (ten.top1_errors, ten.top5_errors) == (exported_ten.top1_errors, exported_ten.top5_errors)
     with pytest.raises(ValueError, match="centre-cropped"):
         evaluate.evaluate_saved_model(path, os.path.join(data_dir, "validation-*"), stream=None)
 
