@@ -128,6 +128,10 @@ def AlexNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
     model_kwargs: build_alexnet's options (towers, lrn_alpha, width, ...) for weights=None;
       with weights they are the weights' own and asking for others is an error.
     """
+    if weights == "imagenet" and not os.path.exists(weights):
+        raise ValueError("weights='imagenet': nothing is downloaded; import Caffe's bvlc_alexnet "
+                         "with bin/import_weights (README, Pretrained weights) and pass its run "
+                         "folder, e.g. weights='runs/bvlc'")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     if include_top and pooling:
@@ -166,7 +170,10 @@ def AlexNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
         pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else \
             keras.layers.GlobalMaxPooling2D
         x = pool(name=f"{pooling}_pool")(x)
-    source = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else inputs
+    source = inputs
+    if input_tensor is not None:  # the Input(s) input_tensor comes from, as keras.applications
+        sources = keras.utils.get_source_inputs(input_tensor)
+        source = sources[0] if len(sources) == 1 else sources
     model = keras.Model(source, x, name=name)
     if statistics is not None:
         _RETURNED[model] = _fingerprint(model)

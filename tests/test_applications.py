@@ -62,6 +62,10 @@ def test_logits_features_and_the_convolutional_base(run):
     import keras
     features = keras.Model(logits.input, logits.get_layer("fc7").output)
     assert features(x).shape == (3, 32)
+    images = keras.Input((67, 67, 3))
+    wrapped = AlexNet(weights=run["workdir"], input_tensor=images)
+    assert wrapped.inputs[0] is images
+    np.testing.assert_allclose(wrapped(x).numpy(), tf.nn.softmax(logits(x)).numpy(), atol=1e-6)
 
 
 def test_wrong_mean_is_refused(run, tmp_path):
@@ -89,6 +93,8 @@ def test_options_the_weights_cannot_have_are_refused(run):
         AlexNet(weights=run["workdir"], towers=1)
     with pytest.raises(ValueError, match="does not exist"):
         AlexNet(weights=str(run["root"] / "nothing"))
+    with pytest.raises(ValueError, match="nothing is downloaded; import Caffe's bvlc_alexnet"):
+        AlexNet(weights="imagenet")
 
 
 LOAD = textwrap.dedent("""
