@@ -2,7 +2,6 @@
 import json
 import os
 
-import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,6 +37,7 @@ def test_every_signature_returns_the_models_logits(tiny_export):
 
 def _caffe_input(image_bytes, mean, size=fx.RESIZE, image_size=67):
     """Caffe's test-time input: OpenCV decode, cv::resize to size x size, centre crop, minus mean."""
+    import cv2  # opencv-python-headless 4.x: the Caffe import's test dependency (issue 19)
     bgr = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
     warped = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)[..., ::-1]
     top = (size - image_size) // 2
