@@ -18,6 +18,7 @@ STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 CLUSTER_RESOLVERS = ("auto", "tf_config", "slurm")
 NORMALIZATIONS = ("mean_image", "channel")
+RESIZES = ("shorter_side", "warp")
 CROPS = ("paper", "inception")
 
 
@@ -47,6 +48,17 @@ def get_config():
         label_offset=0,
         normalization="mean_image",
         crop="paper",
+        # How the network's training images were brought to the stored size R (the mean
+        # image's side), which serving, bin/predict and the evaluation of an export redo
+        # for each image: 'shorter_side' (the paper's and make_tfrecords': shorter side to R,
+        # then the central R x R) or 'warp' (Caffe's convert_imageset and classify.py: both
+        # sides to R ignoring the aspect ratio, bilinear). Training reads the records as
+        # make_tfrecords stored them (shorter side) whatever this says.
+        resize="shorter_side",
+        # True: the training images were stored re-encoded as JPEG (make_tfrecords does, at
+        # its quality), so the export re-encodes each served image the same way before the
+        # crop. False: they were stored as decoded pixels (Caffe's LMDB), no re-encode.
+        jpeg_reencode=True,
         # The std of the paper's PCA lighting coefficients a_i; 0 turns lighting off.
         lighting_std=0.1,
         # 0: the number of training images recorded in stats.npz.
@@ -93,6 +105,18 @@ def get_config():
         # Ten crops per image: batch_size // 10 images a step keeps memory flat.
         ten_crop=True,
     ))
+
+    # Fine-tuning (training/init_from.py). init_from: a run folder, a checkpoint prefix or
+    # folder inside one, an imported run (bin/import_weights) or a .keras file; its weights
+    # are copied by layer name before step 0 (a resumed run uses its own checkpoints).
+    # The mean image and PCA statistics still come from config.input.data_dir.
+    config.init_from = ""
+    # Layers not copied (trained from their initialization). Empty: fc8 alone when the class
+    # counts differ, nothing otherwise; a list replaces that default (name fc8 in it too).
+    config.init_from_skip = []
+    # Layers not trained (no update, no weight decay), e.g. ["conv1", "conv2", "conv3",
+    # "conv4", "conv5"] to train only the classifier on top of conv5's features.
+    config.freeze = []
 
     config.log_every_steps = 50
     # Training steps per call of the compiled step (a loop inside the graph): amortizes the
@@ -152,6 +176,16 @@ def validate(config):
              f"unknown {config.input.normalization!r}; one of {NORMALIZATIONS}")
     _require(config.input.crop in CROPS, "input.crop",
              f"unknown {config.input.crop!r}; one of {CROPS}")
+    _require(config.input.resize in RESIZES, "input.resize",
+             f"unknown {config.input.resize!r}; one of {RESIZES}")
+    _require(isinstance(config.input.jpeg_reencode, bool), "input.jpeg_reencode",
+             f"must be True or False, got {config.input.jpeg_reencode!r}")
+    _require(isinstance(config.init_from, str), "init_from",
+             f"must be a path (a run folder, a checkpoint or a .keras file), got {config.init_from!r}")
+    for field in ("init_from_skip", "freeze"):
+        value = config[field]
+        _require(isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+                 field, f"must be a list of layer names (e.g. ['fc8']), got {value!r}")
     for field in ("jit_compile", "fused_lrn"):
         _require(isinstance(config[field], bool), field,
                  f"must be True or False, got {config[field]!r}")

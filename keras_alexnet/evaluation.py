@@ -25,6 +25,24 @@ def class_probabilities(logits_fn, images):
     return tf.reduce_mean(tf.reshape(probabilities, [-1, crops, classes]), axis=1)
 
 
+def logits_and_probabilities(logits_fn, images):
+    """(logits, probabilities), float32 [B, C] each, from one pass of logits_fn.
+
+    The probabilities are class_probabilities'. With crops [B, N, S, S, 3] the logits
+    are the mean of the N crops' logits (the probabilities stay the mean of their
+    softmax outputs, the paper's average; the two are not each other's softmax).
+    """
+    if images.shape.rank != 5:
+        logits = tf.cast(logits_fn(images), tf.float32)
+        return logits, tf.nn.softmax(logits, axis=-1)
+    shape = tf.shape(images)
+    crops = images.shape[1] if images.shape[1] is not None else shape[1]
+    logits = tf.cast(logits_fn(tf.reshape(images, tf.concat([[-1], shape[2:]], 0))), tf.float32)
+    classes = logits.shape[-1] if logits.shape[-1] is not None else tf.shape(logits)[-1]
+    logits = tf.reshape(logits, [-1, crops, classes])
+    return tf.reduce_mean(logits, axis=1), tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=1)
+
+
 def top_k_hits(scores, labels, k):
     """bool [B]: whether each label is among the k highest of scores [B, C], ties counted as misses.
 

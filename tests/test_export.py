@@ -346,7 +346,8 @@ def test_model_card_says_what_the_model_is(tiny_export, tmp_path):
     assert f"shorter side to {fx.RESIZE} px, central {fx.RESIZE}x{fx.RESIZE}" in card
     assert "mean image" in card and "central 67x67 patch" in card
     assert ("| `serving_default` | `image_bytes` string [-1] | `class_names` string [-1, 4], "
-            "`classes` int32 [-1, 4], `probabilities` float32 [-1, 4], `scores` float32 [-1, 4], "
+            "`classes` int32 [-1, 4], `logits` float32 [-1, 4], `probabilities` float32 [-1, 4], "
+            "`scores` float32 [-1, 4], "
             "`synsets` string [-1, 4] |") in card
     assert "| `predict_images` | `images` float32 [-1, 67, 67, 3] |" in card
     assert "| `ten_crop` | `image_bytes` string [-1] |" in card

@@ -16,6 +16,7 @@ import tensorflow as tf
 import caffe_fixtures as cf
 from fixtures import REPO
 from keras_alexnet import model as model_lib
+from keras_alexnet import layers as layers_lib
 from keras_alexnet.data import layout
 from keras_alexnet.runs import restore
 from keras_alexnet.training import reporting
@@ -200,7 +201,7 @@ def test_group_2_becomes_the_two_towers():
     """Caffe's group 2 on [6, in/2, 3, 3] == TowerConv2D with tower_parts' kernels."""
     rng = np.random.default_rng(1)
     x, w, b = rng.normal(size=(4, 6, 6)), rng.normal(size=(6, 2, 3, 3)), rng.normal(size=6)
-    layer = model_lib.TowerConv2D(6, 3, towers=2, activation=None, name="conv2")
+    layer = layers_lib.TowerConv2D(6, 3, towers=2, activation=None, name="conv2")
     layer.build((None, 6, 6, 4))
     for t, (kernel, bias) in enumerate(caffe.tower_parts(w, b, 2)):
         layer.convs[t].kernel.assign(kernel)

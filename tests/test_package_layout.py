@@ -8,7 +8,7 @@ PACKAGE = os.path.dirname(keras_alexnet.__file__)
 # Each part may import its own layer and the ones before it, never one after it.
 LAYERS = [
     {"config", "model", "layers", "bfloat16_conv", "fused_lrn", "evaluation", "progress", "locking",
-     "disk_full"},  # top-level
+     "disk_full", "input_statistics"},  # top-level
     {"configs"},  # the experiment files: each starts from config.get_config()
     {"data"},
     {"training"},
@@ -16,6 +16,7 @@ LAYERS = [
     {"runs"},  # training runs read back: restored, evaluated
     {"serving"},
     {"report"},
+    {"applications"},  # keras_alexnet.AlexNet: loads runs (runs.restore) and .keras files
     {"benchmarks"},
     {"study"},
     {"cli"},

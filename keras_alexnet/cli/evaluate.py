@@ -4,6 +4,10 @@
     bin/evaluate --saved_model=models/alexnet --data='DATA/validation-*' [--ten_crop]
 
 --saved_model takes a SavedModel folder or a model base path (its newest version).
+--resize=warp evaluates a checkpoint with Caffe's resize (both sides to the stored
+size, aspect ratio ignored) instead of its config.input.resize; it needs records
+that keep the original images (make_tfrecords --resize 0). An export warps if it
+was exported so (bin/export --resize=warp, or an imported Caffe run's config).
 """
 import json
 import os
@@ -23,6 +27,9 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "With --workdir: folder with l
                                 "stats.npz (default: the run's config.input.data_dir).")
 _TEN_CROP = flags.DEFINE_bool("ten_crop", False, "The paper's ten patches, softmax averaged.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per step.", lower_bound=1)
+_RESIZE = flags.DEFINE_enum("resize", None, ["shorter_side", "warp"], "With --workdir: how "
+                            "images are brought to the stored size (default: the run's "
+                            "config.input.resize): the paper's shorter side, or Caffe's warp.")
 _JSON = flags.DEFINE_bool("json", False, "Also print the result as one JSON line.")
 flags.mark_flags_as_required(["data"])
 
@@ -32,13 +39,17 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if bool(_WORKDIR.value) == bool(_SAVED_MODEL.value):
         raise app.UsageError("give exactly one of --workdir and --saved_model")
+    if _SAVED_MODEL.value and _RESIZE.value:
+        raise app.UsageError("--resize is for --workdir: an export resizes as it was exported "
+                             "(bin/export --resize)")
     from keras_alexnet.runs import evaluate as run_evaluate
     from keras_alexnet.serving import evaluate
     try:
         if _WORKDIR.value:
-            result = run_evaluate.evaluate_checkpoint(
+            result = evaluate.evaluate_checkpoint(
                 _WORKDIR.value, _DATA.value, checkpoint=_CHECKPOINT.value,
-                ten_crop=_TEN_CROP.value, batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value)
+                ten_crop=_TEN_CROP.value, batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value,
+                resize=_RESIZE.value)
         else:
             result = evaluate.evaluate_saved_model(_SAVED_MODEL.value, _DATA.value,
                                                    ten_crop=_TEN_CROP.value,

@@ -1,11 +1,18 @@
 """bin/export: a training run's checkpoint as a SavedModel in TF Serving's model base path.
 
     bin/export --workdir=RUN --export_dir=models/alexnet [--checkpoint=best|latest|PATH]
+    bin/export --workdir=RUN --format=keras --export_dir=alexnet.keras
 
 Writes models/alexnet/<N>/ with N one more than the newest version there
 (never overwriting one); point TF Serving at models/alexnet (see BUILD.md).
 N/assets.extra/MODEL_CARD.md says what the model is: its data, the validation
 errors the run reached, preprocessing, signatures, labels, config, how to serve it.
+--resize=warp serves with Caffe's resize (both sides to the stored size, aspect
+ratio ignored) instead of the run's config.input.resize.
+
+--format=keras writes one .keras file instead (keras_alexnet.AlexNet(weights=RUN)
+saved: the network with a softmax `predictions` layer, the mean image and the
+labels inside), which keras.saving.load_model reads after `import keras_alexnet`.
 """
 import os
 import sys
@@ -28,17 +35,26 @@ _WARMUP = flags.DEFINE_integer("num_warmup_images", 4, "Validation images in the
                                lower_bound=0)
 _MODEL_NAME = flags.DEFINE_string("model_name", None, "Model name in the warmup requests "
                                   "(default: the export_dir's last component).")
+_RESIZE = flags.DEFINE_enum("resize", None, ["shorter_side", "warp"], "How served images are "
+                            "brought to the stored size (default: the run's config.input.resize).")
+_FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "keras"], "saved_model: a "
+                            "TF Serving model version; keras: one .keras file (--export_dir "
+                            "names it, ending in .keras).")
 flags.mark_flags_as_required(["workdir", "export_dir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _FORMAT.value == "keras":
+        _export_keras()
+        return
     from keras_alexnet.serving import export, export_folder
     try:
         path = export.export_from_workdir(
             _WORKDIR.value, _EXPORT_DIR.value, _CHECKPOINT.value, data_dir=_DATA_DIR.value,
-            version=_VERSION.value, num_warmup_images=_WARMUP.value, model_name=_MODEL_NAME.value)
+            version=_VERSION.value, num_warmup_images=_WARMUP.value, model_name=_MODEL_NAME.value,
+            resize=_RESIZE.value)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.stderr.write(f"bin/export: error: {e}\n")
         sys.exit(1)
@@ -46,6 +62,21 @@ def main(argv):
     print(f"model card: {export_folder.card_path(path)}")
     print(f"signatures: {export.SERVING_DEFAULT} (image_bytes), {export.PREDICT_IMAGES} (images), "
           f"{export.TEN_CROP} (image_bytes)")
+
+
+def _export_keras():
+    if _RESIZE.value or _VERSION.value is not None:
+        raise app.UsageError("--resize and --version are for --format=saved_model")
+    from keras_alexnet import applications
+    from keras_alexnet.training import workdir as workdir_lib
+    try:
+        checkpoint = workdir_lib.checkpoint_path(_WORKDIR.value, _CHECKPOINT.value)
+        path = applications.save_keras(checkpoint, _EXPORT_DIR.value, data_dir=_DATA_DIR.value)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        sys.stderr.write(f"bin/export: error: {e}\n")
+        sys.exit(1)
+    print(f"exported {path}")
+    print("load it with: import keras_alexnet, keras; keras.saving.load_model(path)")
 
 
 def run():

@@ -117,9 +117,13 @@ def patches_name(ten_crop):
 
 
 def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, batch_size=64,
-                        data_dir=None, stream=sys.stderr):
-    """Result of WORKDIR's checkpoint on the TFRecords matching `data`."""
-    run = restore.restore_run(workdir, checkpoint, data_dir=data_dir)
+                        data_dir=None, stream=sys.stderr, run=None):
+    """Result of WORKDIR's checkpoint on the TFRecords matching `data`, through the input pipeline.
+
+    run: the restore.RestoredRun of that checkpoint, if already restored. A run served with
+    Caffe's warp is evaluated through the export's graph instead (serving/evaluate.py).
+    """
+    run = run or restore.restore_run(workdir, checkpoint, data_dir=data_dir)
     check_labels(data, run.synsets, f"the run in {workdir}", stream)
     checks.check_evaluation_data(input_pipeline.list_shards(data), f"--data {data}",
                                  run.label_offset, len(run.synsets), f"the run's, in {workdir}")

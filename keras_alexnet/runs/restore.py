@@ -30,7 +30,8 @@ class RestoredRun:
     std: np.ndarray         # [3] divided by after subtracting (ones for the paper's mean image)
     label_offset: int
     normalization: str
-    jpeg_quality: int = layout.JPEG_QUALITY  # the writer's re-encode quality; 0: it kept the bytes
+    jpeg_quality: int = layout.JPEG_QUALITY  # the served images' re-encode quality; 0: none (config.input.jpeg_reencode)
+    resize_mode: str = "shorter_side"  # config.input.resize: 'shorter_side' or 'warp'
 
     @property
     def image_size(self):
@@ -99,8 +100,11 @@ def normalization_arrays(stats, normalization):
     raise ValueError(f"config.input.normalization: unknown {normalization!r}")
 
 
-def restore_run(workdir, checkpoint="best", *, data_dir=None):
-    """Everything an export or an evaluation needs from a training workdir."""
+def restore_run(workdir, checkpoint="best", *, data_dir=None, resize=None):
+    """Everything an export or an evaluation needs from a training workdir.
+
+    resize: 'shorter_side' or 'warp' instead of the run's config.input.resize.
+    """
     config = workdir_lib.read_config(workdir)
     input_config = config.get("input", {})
     # config.json's data_dir is absolute (relative in runs written before); an empty one is
@@ -115,10 +119,14 @@ def restore_run(workdir, checkpoint="best", *, data_dir=None):
                          f"config.model.num_classes is {num_classes}")
     normalization = input_config.get("normalization", "mean_image")
     mean, std = normalization_arrays(stats_lib.load_stats(data_dir), normalization)
-    quality = layout.writer_jpeg_quality(layout.read_manifest(data_dir))
+    # Served images are re-encoded as the training images were stored: at the writer's
+    # quality, or not at all for weights trained on decoded pixels (an imported Caffe run).
+    quality = (layout.writer_jpeg_quality(layout.read_manifest(data_dir))
+               if input_config.get("jpeg_reencode", True) else 0)
     model, path = restore_newest(config["model"], workdir, checkpoint)
     return RestoredRun(model=model, config=config, checkpoint_path=path, data_dir=data_dir,
                        synsets=[s for s, _ in labels], class_names=[n for _, n in labels],
                        mean_image=mean, std=std, label_offset=int(input_config.get("label_offset", 0)),
-                       normalization=normalization, jpeg_quality=quality)
+                       normalization=normalization, jpeg_quality=quality,
+                       resize_mode=resize or input_config.get("resize", "shorter_side"))
 

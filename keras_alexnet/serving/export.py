@@ -16,8 +16,16 @@ three signatures:
     predict_images   images float32 [None, S, S, 3] already preprocessed
     ten_crop         image_bytes string [None]     softmax averaged over the paper's 10 patches
 
-each returning probabilities float32 [None, C] and the top 5 as classes int32,
-scores float32, synsets and class_names string [None, 5]. The mean image, the
+each returning probabilities float32 [None, C], logits float32 [None, C] (fc8's
+output before the softmax; with ten_crop the mean of the ten crops' logits), and
+the top 5 as classes int32, scores float32, synsets and class_names string
+[None, 5]. The logits are there for calibration and ensembling: recovering them
+from float32 probabilities fails once their spread passes ~87.
+
+How a served image is brought to the stored size follows the run's config:
+config.input.resize ('shorter_side', the paper's; 'warp', Caffe's) and
+config.input.jpeg_reencode (False for weights whose training images were not
+stored as JPEG, e.g. an imported Caffe network: no re-encode). The mean image, the
 labels and the training config are variables of the SavedModel, so loading it
 needs TensorFlow only (`tf.saved_model.load(path).signatures[...]`).
 """
@@ -48,7 +56,7 @@ class ServingModule(tf.Module):
     """The exported object: the Keras model, its statistics and labels, three signatures."""
 
     def __init__(self, model, mean_image, synsets, class_names, *, std=None, metadata=None,
-                 jpeg_quality=layout.JPEG_QUALITY):
+                 jpeg_quality=layout.JPEG_QUALITY, resize=prep.SHORTER_SIDE):
         super().__init__(name="alexnet_serving")
         self.model = model
         size = int(model.input_shape[1])
@@ -63,6 +71,9 @@ class ServingModule(tf.Module):
         self.image_size = size
         self.resize = mean_image.shape[0]
         self.jpeg_quality = int(jpeg_quality)
+        if resize not in (prep.SHORTER_SIDE, prep.WARP):
+            raise ValueError(f"resize must be {prep.SHORTER_SIDE!r} or {prep.WARP!r}, got {resize!r}")
+        self.resize_mode = resize
         self.mean_image = tf.Variable(mean_image, trainable=False, name="mean_image")
         self.std = tf.Variable(np.ones(3, np.float32) if std is None else
                                np.asarray(std, np.float32), trainable=False, name="std")
@@ -86,35 +97,42 @@ class ServingModule(tf.Module):
 
     def preprocess(self, image_bytes):
         """float32 [S, S, 3]: one encoded image through the paper's evaluation preprocessing."""
-        patch = prep.stored_centre_patch(image_bytes, self.resize, self.image_size, self.jpeg_quality)
+        patch = prep.stored_centre_patch(image_bytes, self.resize, self.image_size,
+                                         self.jpeg_quality, self.resize_mode)
         return (patch - crop_centre(self.mean_image, self.image_size)) / self.std
 
     def preprocess_ten_crops(self, image_bytes):
         """float32 [10, S, S, 3]: the paper's four corner and centre patches and their mirrors."""
-        image = prep.scale_and_center(image_bytes, self.resize, self.jpeg_quality)
+        image = prep.scale_and_center(image_bytes, self.resize, self.jpeg_quality,
+                                      self.resize_mode)
         return ten_crops(self._normalize(image), self.image_size)
 
     def _normalize(self, image):
         return (image - self.mean_image) / self.std
 
-    def _outputs(self, probabilities):
+    def _outputs(self, logits_and_probabilities):
+        logits, probabilities = logits_and_probabilities
         scores, classes = tf.math.top_k(probabilities, k=min(TOP_K, probabilities.shape[-1]))
-        return {"probabilities": probabilities, "scores": scores, "classes": classes,
+        return {"probabilities": probabilities, "logits": logits, "scores": scores,
+                "classes": classes,
                 "synsets": tf.gather(self.synsets, classes),
                 "class_names": tf.gather(self.class_names, classes)}
 
-    def _probabilities(self, images):
-        """Softmax in float32 of [B, S, S, 3], or averaged over the crops of [B, 10, S, S, 3].
+    def _forward(self, images):
+        """(logits, softmax) in float32 of [B, S, S, 3], or over the crops of [B, 10, S, S, 3]
+        (evaluation.logits_and_probabilities).
 
         An empty batch gets an empty result without going through the network: with
         oneDNN's convolutions (keras_alexnet turns them on) a batch of 0 reached conv2
         with conv1's input and failed in the tower split.
         """
         num_classes = int(self.model.output_shape[-1])
+        empty = tf.zeros([0, num_classes], tf.float32)
         return tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: evaluation.class_probabilities(lambda x: self.model(x, training=False), images),
-            lambda: tf.zeros([0, num_classes], tf.float32))
+            lambda: evaluation.logits_and_probabilities(
+                lambda x: self.model(x, training=False), images),
+            lambda: (empty, empty))
 
     def _preprocess_bytes(self, image_bytes):
         size = self.image_size
@@ -127,16 +145,16 @@ class ServingModule(tf.Module):
                                       draft=bool(self.jpeg_quality))
 
     def _serve(self, image_bytes):
-        return self._outputs(self._probabilities(self._preprocess_bytes(image_bytes)))
+        return self._outputs(self._forward(self._preprocess_bytes(image_bytes)))
 
     def _predict_images(self, images):
-        return self._outputs(self._probabilities(images))
+        return self._outputs(self._forward(images))
 
     def _ten_crop(self, image_bytes):
         size = self.image_size
         crops = tf.map_fn(self.preprocess_ten_crops, self._check(image_bytes),
                           fn_output_signature=tf.TensorSpec([10, size, size, 3], tf.float32))
-        return self._outputs(self._probabilities(crops))
+        return self._outputs(self._forward(crops))
 
 
 # The formats the serving graph decodes, by their first bytes (tf.io.decode_image's list).
@@ -295,10 +313,11 @@ def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name
     metadata = {"config": run.config, "checkpoint": run.checkpoint_path,
                 "image_size": run.image_size, "resize": int(run.mean_image.shape[0]),
                 "label_offset": run.label_offset, "normalization": run.normalization,
-                "jpeg_quality": run.jpeg_quality,
+                "jpeg_quality": run.jpeg_quality, "resize_mode": run.resize_mode,
                 "signatures": [SERVING_DEFAULT, PREDICT_IMAGES, TEN_CROP]}
     module = ServingModule(run.model, run.mean_image, run.synsets, run.class_names,
-                           std=run.std, metadata=metadata, jpeg_quality=run.jpeg_quality)
+                           std=run.std, metadata=metadata, jpeg_quality=run.jpeg_quality,
+                           resize=run.resize_mode)
     warmup = read_tfrecord_images(layout.shard_pattern(run.data_dir, "validation"),
                                   num_warmup_images)
     labels = layout.labels_text(zip(run.synsets, run.class_names))
@@ -315,9 +334,13 @@ def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name
     return path
 
 
-def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None, **kwargs):
-    """Restores WORKDIR's checkpoint and exports it; returns the new version's path."""
+def export_from_workdir(workdir, export_dir, checkpoint="best", *, data_dir=None, resize=None,
+                        **kwargs):
+    """Restores WORKDIR's checkpoint and exports it; returns the new version's path.
+
+    resize: 'shorter_side' or 'warp' instead of the run's config.input.resize.
+    """
     from keras_alexnet.runs import restore  # keras_alexnet's model code: export time only
 
-    return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir), export_dir,
-                      workdir=workdir, **kwargs)
+    return export_run(restore.restore_run(workdir, checkpoint, data_dir=data_dir, resize=resize),
+                      export_dir, workdir=workdir, **kwargs)

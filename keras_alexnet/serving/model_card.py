@@ -19,7 +19,8 @@ KEY_FIELDS = ("model.name", "model.num_classes", "model.image_size", "model.widt
               "model.fc_units", "model.towers", "model.lrn", "model.lrn_bias",
               "model.lrn_per_tower", "model.dropout",
               "model.dropout_scaling", "model.init", "input.normalization", "input.crop",
-              "input.lighting_std", "batch_size", "num_epochs", "optimizer.learning_rate",
+              "input.lighting_std", "input.resize", "input.jpeg_reencode", "init_from", "freeze",
+              "batch_size", "num_epochs", "optimizer.learning_rate",
               "optimizer.momentum", "optimizer.weight_decay", "schedule.patience", "precision",
               "seed")
 
@@ -113,11 +114,16 @@ def _preprocessing_lines(metadata):
     else:
         normalize = "minus the training set's mean image (the paper's only normalization)"
     reencode = (f", re-encoded as JPEG at quality {quality} as make_tfrecords stored the "
-                "training images" if quality else "")
+                "training images" if quality else ", not re-encoded")
+    if metadata.get("resize_mode") == "warp":
+        scale = (f"both sides to {resize} px ignoring the aspect ratio (Caffe's warp, bilinear; "
+                 "not the paper's shorter-side resize)")
+    else:
+        scale = f"shorter side to {resize} px, central {resize}x{resize}"
     return [
         f"In the graph of `serving_default` and `ten_crop`, on each encoded image: decode (JPEG, "
         "PNG, GIF, BMP, WebP; grayscale, CMYK, palette and alpha become RGB, alpha over white), "
-        f"shorter side to {resize} px, central {resize}x{resize}{reencode}, {normalize}; then",
+        f"{scale}{reencode}, {normalize}; then",
         f"- `serving_default`: the central {size}x{size} patch;",
         f"- `ten_crop`: the four corner and the central {size}x{size} patches and their mirror "
         "images, softmax averaged (the paper's test-time augmentation);",
@@ -183,7 +189,9 @@ def model_card(signatures, metadata, *, synsets, class_names, model_name, versio
     out += [f"| `{name}` | {inputs} | {outputs} |" for name, inputs, outputs in
             signature_rows(signatures)]
     out += ["", f"`-1` is the batch. `classes`, `scores`, `synsets` and `class_names` are the top "
-            f"{min(5, len(synsets))}, best first; `probabilities` covers every class.", "",
+            f"{min(5, len(synsets))}, best first; `probabilities` covers every class, and "
+            "`logits` are fc8's outputs before the softmax (for calibration and ensembles; "
+            "`ten_crop`'s are the mean of its ten crops' logits).", "",
             "## Labels", "",
             f"{len(synsets)} classes; `labels.txt` beside this card lists them all "
             "(index, WordNet ID, name). The first:", ""]

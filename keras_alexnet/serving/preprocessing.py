@@ -19,6 +19,11 @@ square or not, goes through the steps above. The resize is the input
 pipeline's own (data/preprocessing.resize_shorter_side_pillow_bicubic), so data
 written with `--resize 0` is resized alike in training, evaluation and serving.
 Remaining differences are named in `scale_and_center`.
+
+Networks trained elsewhere were not fed such records: config.input.resize='warp'
+(Caffe's convert_imageset and classify.py) replaces the shorter-side resize and
+central square by `warp` (both sides to R, bilinear, every pixel decoded), and
+config.input.jpeg_reencode=False (jpeg_quality 0) drops the re-encode.
 """
 import tensorflow as tf
 
@@ -94,25 +99,44 @@ def _is_stored(image_bytes, size):
     return tf.cond(tf.io.is_jpeg(image_bytes), square, lambda: tf.constant(False))
 
 
-def _rewrite(image_bytes, size, draft=True):
+SHORTER_SIDE, WARP = "shorter_side", "warp"  # config.input.resize's values
+
+
+def warp(image, size):
+    """float32 [size, size, 3] with integer values 0..255: both sides to size, ignoring the aspect.
+
+    Caffe's resize (convert_imageset for its training LMDB, classify.py at test time):
+    OpenCV's bilinear cv::resize with half-pixel centres and no antialiasing, rounded to
+    uint8 as Caffe stores it. Unlike the shorter-side resize it keeps the whole picture
+    and squeezes it: a 4:3 photo's objects become 25% narrower.
+    """
+    image = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear",
+                            antialias=False)
+    return tf.clip_by_value(tf.floor(image + 0.5), 0.0, 255.0)
+
+
+def _rewrite(image_bytes, size, draft=True, resize=SHORTER_SIDE):
     """float32 [size, size, 3]: the writer's decode, resize and central square.
 
     draft: decode large JPEGs at 1/2, 1/4 or 1/8 scale as the writer does with --resize;
     False decodes every pixel, as the input pipeline decodes `--resize 0` records (and
-    the writer its statistics' view of them).
+    the writer its statistics' view of them). resize='warp': every pixel decoded (as
+    OpenCV does), then warp() to size x size.
     """
+    if resize == WARP:
+        return warp(decode_rgb(image_bytes), size)
     image = decode_rgb(image_bytes, size if draft else None)
     return crop_centre(resize_shorter_side_pillow_bicubic(image, size), size)
 
 
-def to_record(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY):
+def to_record(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY, resize=SHORTER_SIDE):
     """The JPEG bytes make_tfrecords stores for an image (the bytes themselves if already so)."""
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     return tf.cond(_is_stored(image_bytes, size), lambda: image_bytes, lambda: tf.io.encode_jpeg(
-        tf.cast(_rewrite(image_bytes, size), tf.uint8), quality=jpeg_quality))
+        tf.cast(_rewrite(image_bytes, size, resize=resize), tf.uint8), quality=jpeg_quality))
 
 
-def scale_and_center(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY):
+def scale_and_center(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY, resize=SHORTER_SIDE):
     """float32 [size, size, 3]: the pixels the input pipeline reads for the record of these bytes.
 
     A JPEG already size x size (a record make_tfrecords wrote) is decoded as the
@@ -122,6 +146,8 @@ def scale_and_center(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY):
     originals): the input pipeline's own treatment of a stored original, the same
     resize on every decoded pixel (no DCT scaling), as the writer's statistics see it.
     A square of another side than size (a 400x400 original) is resized like any other.
+    resize='warp' (config.input.resize): both sides to size instead (warp()); with
+    jpeg_quality=0 that is Caffe's test-time image: decoded, warped, not re-encoded.
 
     Not reproduced: Pillow's box reduction of images still 6x larger than size after
     DCT scaling (PNGs with a shorter side >= 6 * size), its fixed-point filter weights
@@ -132,11 +158,13 @@ def scale_and_center(image_bytes, size, jpeg_quality=layout.JPEG_QUALITY):
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
     if not jpeg_quality:
         return tf.cond(_is_stored(image_bytes, size), lambda: _read(image_bytes),
-                       lambda: _rewrite(image_bytes, size, draft=False))
-    return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality)), [size, size, 3])
+                       lambda: _rewrite(image_bytes, size, draft=False, resize=resize))
+    return tf.ensure_shape(_read(to_record(image_bytes, size, jpeg_quality, resize)),
+                           [size, size, 3])
 
 
-def stored_centre_patch(image_bytes, size, image_size, jpeg_quality=layout.JPEG_QUALITY):
+def stored_centre_patch(image_bytes, size, image_size, jpeg_quality=layout.JPEG_QUALITY,
+                        resize=SHORTER_SIDE):
     """float32 [S, S, 3]: any image's centre patch as training saw it: the image written as
     make_tfrecords stores it (resized to `size`, re-encoded at jpeg_quality), then its centre
     window decoded as the pipeline decodes it (data.preprocessing.decode_centre_patch).
@@ -157,8 +185,9 @@ def stored_centre_patch(image_bytes, size, image_size, jpeg_quality=layout.JPEG_
         # A record of the stored size: its window, as the pipeline decodes it. Any other
         # image is decoded in full and resized, by the pipeline too.
         return tf.cond(_is_stored(image_bytes, size), lambda: window_of(image_bytes),
-                       lambda: crop_centre(_rewrite(image_bytes, size, draft=False), image_size))
-    return window_of(to_record(image_bytes, size, jpeg_quality))
+                       lambda: crop_centre(_rewrite(image_bytes, size, draft=False, resize=resize),
+                                           image_size))
+    return window_of(to_record(image_bytes, size, jpeg_quality, resize))
 
 
 def _read(record):

@@ -23,7 +23,7 @@ from absl import logging
 
 from keras_alexnet import layers as layers_lib
 from keras_alexnet import progress
-from keras_alexnet.training import checkpoint_save, distribute, reporting, steps
+from keras_alexnet.training import checkpoint_save, distribute, init_from, reporting, steps
 from keras_alexnet.training import workdir as workdir_lib
 from keras_alexnet.training.schedule import PlateauSchedule
 
@@ -56,7 +56,8 @@ def build(config, strategy, precision):
     """A fresh TrainState: config's model (initialized as config.model says), its optimizer
     built, step 0, epoch 0, no best error, the schedule at config.optimizer.learning_rate."""
     with strategy.scope():
-        model = steps.build_model(config)
+        # config.freeze: those layers untrainable before the optimizer is built (no slots, no decay).
+        model = init_from.freeze(steps.build_model(config), config.freeze)
         optimizer = steps.make_optimizer(config, precision)
         optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -69,8 +70,9 @@ def build(config, strategy, precision):
 
 
 def initialize(state, config, workdir, *, chief=True, scratch=None):
-    """Resumes workdir's run into state, else keeps build()'s fresh initialization; opens the
-    checkpoint managers. Returns the checkpoint restored, or None.
+    """Resumes workdir's run into state, else initializes it from config.init_from if set
+    (build()'s fresh initialization otherwise); opens the checkpoint managers. Returns the
+    checkpoint restored, or None.
 
     The newest readable checkpoint (an unreadable latest is skipped, saying so); a run whose
     checkpoints are all gone is refused (WorkdirError) rather than restarted from step 0 over
@@ -82,7 +84,8 @@ def initialize(state, config, workdir, *, chief=True, scratch=None):
         layers_lib.seek_dropout(state.model, int(state.step))  # the masks an uninterrupted run draws
         print(f"resumed from {latest} at step {int(state.step)}, epoch {int(state.epoch)}",
               flush=True)
-    # else: the fresh initialization stays. Weights from elsewhere (init_from) go here.
+    else:  # fine-tuning: config.init_from's weights, copied by layer name before step 0
+        init_from.initialize(state.model, config)
     state.manager = tf.train.CheckpointManager(
         state.checkpoint, distribute.write_dir(workdir_lib.checkpoints_dir(workdir), chief, scratch),
         max_to_keep=config.checkpoint.max_to_keep)

@@ -78,6 +78,10 @@ LEGACY_MODEL_DEFAULTS = {
     "lrn_per_tower": False,  # LRN across the tower boundary, until per-tower became the default
     "name": "paper",  # model.build_alexnet, the only network before config.model.name
 }
+# The same for config.input and the top level: runs written before these fields had
+# today's defaults (make_tfrecords' storage, no fine-tuning).
+LEGACY_INPUT_DEFAULTS = {"resize": "shorter_side", "jpeg_reencode": True}
+LEGACY_TOP_DEFAULTS = {"init_from": "", "init_from_skip": [], "freeze": []}
 
 
 # -- the lock ------------------------------------------------------------------------------------
@@ -141,6 +145,11 @@ def read_config(workdir):
     if isinstance(config.get("model"), dict):
         for key, value in LEGACY_MODEL_DEFAULTS.items():
             config["model"].setdefault(key, value)
+    if isinstance(config.get("input"), dict):
+        for key, value in LEGACY_INPUT_DEFAULTS.items():
+            config["input"].setdefault(key, value)
+    for key, value in LEGACY_TOP_DEFAULTS.items():
+        config.setdefault(key, value)
     return config
 
 

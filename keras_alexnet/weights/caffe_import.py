@@ -1,7 +1,7 @@
 """bin/import_weights: a Caffe AlexNet (deploy.prototxt + .caffemodel) as a run folder.
 
 The folder is what `bin/train` leaves, so `bin/evaluate`, `bin/export`, `bin/report` and
-fine-tuning read it unchanged (training/workdir.py, serving/restore.py):
+fine-tuning read it unchanged (training/workdir.py, runs/restore.py):
 
     OUT/config.json       get_config() with the prototxt's network in config.model (LRN k,
                           alpha / local_size, across the towers, inverted dropout, classes
