@@ -19,7 +19,6 @@ from keras_alexnet import model as model_lib
 from keras_alexnet import layers as layers_lib
 from keras_alexnet.data import layout
 from keras_alexnet.runs import restore
-from keras_alexnet.training import reporting
 from keras_alexnet.training import workdir as workdir_lib
 from keras_alexnet.weights import caffe, caffe_import, caffe_net
 

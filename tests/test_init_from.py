@@ -15,9 +15,8 @@ CONVS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 
 
 def _weights(workdir, model_kwargs, checkpoint="latest"):
-    from keras_alexnet.runs import restore
-    model = restore.restore_model(restore.build_model(model_kwargs),
-                                  workdir_lib.checkpoint_path(workdir, checkpoint))
+    model = workdir_lib.restore_model(workdir_lib.build_float32_model(model_kwargs),
+                                      workdir_lib.checkpoint_path(workdir, checkpoint))
     return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
 
 

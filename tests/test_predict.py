@@ -38,7 +38,7 @@ def test_predict_files_reports_bad_files_and_keeps_going(exported, batch_size):
     good = {os.path.basename(r.path): r for r in results if r.error is None}
     assert sorted(good) == ["cat.jpg", "gray.png"]
     errors = {os.path.basename(r.path): r.error for r in results if r.error}
-    assert errors["notes.txt"] == "not an image (JPEG, PNG, GIF, BMP, WebP)"
+    assert errors["notes.txt"] == "not an image in a format the model reads (JPEG, PNG, GIF, BMP, WebP; TIFF and others: convert to PNG)"
     assert errors["missing.jpg"].startswith("cannot read")
     assert errors["truncated.jpg"] == "a damaged JPEG (its data is truncated or corrupt)"
     assert errors["empty.jpg"] == "empty file (0 bytes)"

@@ -10,6 +10,7 @@ import tensorflow as tf
 import fixtures as fx
 from keras_alexnet.runs import restore
 from keras_alexnet.serving import export
+from keras_alexnet.training import workdir as workdir_lib
 
 
 def _softmax(logits):
@@ -41,7 +42,7 @@ def test_restore_names_weights_missing_from_the_checkpoint(tiny_export, tmp_path
     tf.train.Checkpoint(model=tf.train.Checkpoint(fc8=model.get_layer("fc8"))).save(
         str(tmp_path / "partial" / "ckpt"))
     with pytest.raises(ValueError, match="conv1/kernel"):
-        restore.restore_model(restore.build_model(fx.MODEL_KWARGS), str(tmp_path / "partial" / "ckpt-1"))
+        workdir_lib.restore_model(workdir_lib.build_float32_model(fx.MODEL_KWARGS), str(tmp_path / "partial" / "ckpt-1"))
 
 
 def test_restore_refuses_a_checkpoint_of_another_model(tiny_export, tmp_path):

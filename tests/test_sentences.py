@@ -105,7 +105,7 @@ def test_export_of_latest_retries_when_a_training_rotates_it_away(tmp_path, monk
     model = fx.write_workdir(workdir, data_dir)
     folder = workdir_lib.checkpoints_dir(workdir)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), folder, 1)
-    original, seen = restore.restore_model, []
+    original, seen = workdir_lib.restore_model, []
 
     def rotating_restore(built, path):  # the trainer saves and deletes the older one meanwhile
         seen.append(path)
@@ -114,7 +114,7 @@ def test_export_of_latest_retries_when_a_training_rotates_it_away(tmp_path, monk
             assert not tf.io.gfile.exists(path + ".index")
         return original(built, path)
 
-    monkeypatch.setattr(restore, "restore_model", rotating_restore)
+    monkeypatch.setattr(workdir_lib, "restore_model", rotating_restore)
     run = restore.restore_run(workdir, "latest")
     assert run.checkpoint_path.endswith("ckpt-9") and len(seen) == 2
     assert "went away while being read" in caplog.text
@@ -122,7 +122,7 @@ def test_export_of_latest_retries_when_a_training_rotates_it_away(tmp_path, monk
     def always_gone(built, path):
         raise tf.errors.NotFoundError(None, None, f"{path}.index; No such file or directory")
 
-    monkeypatch.setattr(restore, "restore_model", always_gone)
+    monkeypatch.setattr(workdir_lib, "restore_model", always_gone)
     with pytest.raises(ValueError, match=r"checkpoint .*ckpt-9 could not be read \(.*No such "
                        r"file.*\); a training still running may have rotated it away"):
         restore.restore_run(workdir, "latest")

@@ -70,7 +70,7 @@ def test_grpc_and_rest_answer_as_the_saved_model_does(served):
     errors = {os.path.basename(r.path): r.error for r in reference if r.error}
     assert sorted(errors) == ["empty.jpg", "missing.jpg", "notes.txt", "truncated.jpg"]
     # The file check in front of the export names what is wrong before the decoder sees it.
-    assert "not an image (JPEG, PNG, GIF, BMP, WebP)" in errors["notes.txt"]
+    assert "not an image in a format the model reads (JPEG, PNG, GIF, BMP, WebP; TIFF and others: convert to PNG)" in errors["notes.txt"]
     assert errors["truncated.jpg"] == "a damaged JPEG (its data is truncated or corrupt)"
     assert {r.top[0][2] for r in reference if r.top} <= set(fx.NAMES)
     for protocol, classifier in _classifiers(served).items():

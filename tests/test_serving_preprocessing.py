@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 import fixtures as fx
-from keras_alexnet.serving import export, restore
+from keras_alexnet.runs import restore
+from keras_alexnet.serving import export
 from keras_alexnet.serving import preprocessing as prep
 
 

@@ -153,7 +153,7 @@ def test_two_multi_worker_processes_train_and_agree(data_dir, tmp_path):
     assert len(read_events(workdir, "eval")) == 1
     assert os.path.exists(os.path.join(workdir, "checkpoints", "checkpoint"))
     assert sorted(os.listdir(workdir)) == [".lock", "best", "checkpoints", "config.json",
-                                           "metrics.jsonl", "tensorboard"]
+                                           "data.json", "metrics.jsonl", "tensorboard"]
     # The other worker's temporary folder is gone, and so is the one a killed worker left.
     assert not [n for n in os.listdir(scratch) if n.startswith("alexnet-worker-")]
 

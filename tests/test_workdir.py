@@ -269,7 +269,6 @@ def test_config_json_written_before_lrn_per_tower_rebuilds_cross_tower_lrn(tmp_p
     """Runs trained with LRN across the tower boundary rebuild that network, and a new run's
     per-tower default is refused in their workdir rather than resumed as a different net."""
     import json
-    from keras_alexnet.runs import restore
     config = config_lib.get_config()
     config.model.update(num_classes=4, image_size=67, width=0.125, fc_units=16)
     config.input.data_dir = "/data"
@@ -278,7 +277,7 @@ def test_config_json_written_before_lrn_per_tower_rebuilds_cross_tower_lrn(tmp_p
     (tmp_path / workdir_lib.CONFIG_FILENAME).write_text(json.dumps(old))
     read = workdir_lib.read_config(str(tmp_path))["model"]
     assert read["lrn_per_tower"] is False
-    model = restore.build_model(read)
+    model = workdir_lib.build_float32_model(read)
     assert [model.get_layer(n).towers for n in ("lrn1", "lrn2")] == [1, 1]
     with pytest.raises(config_lib.ConfigError, match="model.lrn_per_tower"):
         workdir_lib.check_workdir(config, str(tmp_path))
@@ -291,7 +290,6 @@ def test_config_json_written_before_model_name_and_lrn_bias_reads_as_the_paper_n
     """Runs written before config.model.name and config.model.lrn_bias existed rebuild the
     paper's network with the paper's k = 2, and resume under today's default config."""
     import json
-    from keras_alexnet.runs import restore
     config = config_lib.get_config()
     config.model.update(num_classes=4, image_size=67, width=0.125, fc_units=16)
     config.input.data_dir = "/data"
@@ -300,7 +298,7 @@ def test_config_json_written_before_model_name_and_lrn_bias_reads_as_the_paper_n
     (tmp_path / workdir_lib.CONFIG_FILENAME).write_text(json.dumps(old))
     read = workdir_lib.read_config(str(tmp_path))["model"]
     assert read["name"] == "paper" and read["lrn_bias"] == 2.0
-    model = restore.build_model(read)
+    model = workdir_lib.build_float32_model(read)
     assert [model.get_layer(n).bias for n in ("lrn1", "lrn2")] == [2.0, 2.0]
     assert workdir_lib.check_workdir(config, str(tmp_path)) is True  # the same run
     config.model.lrn_bias = 1.0  # Caffe's k: another network, refused in this workdir

@@ -27,11 +27,11 @@ from absl import logging
 
 def random_export(export_dir, seed=0):
     """Exports a randomly initialised paper AlexNet (227 px, 1000 classes); returns (path, model)."""
-    from keras_alexnet.runs import restore
     from keras_alexnet.serving import export
+    from keras_alexnet.training import workdir as workdir_lib
 
     kwargs = dict(num_classes=1000, image_size=227, seed=seed)
-    model = restore.build_model(kwargs)
+    model = workdir_lib.build_float32_model(kwargs)
     mean = np.full((256, 256, 3), 117.0, np.float32)  # about ImageNet's mean grey
     synsets = [f"n{i:08d}" for i in range(1000)]
     module = export.ServingModule(model, mean, synsets, [f"class {i}" for i in range(1000)],
@@ -115,8 +115,8 @@ def read_images(pattern, num_images):
 
 def serving_benchmark(saved_model, images, *, requests=60, batches=3, batch_size=32, rounds=3):
     """measure() on an export (a random full-size one is exported first if there is none)."""
-    from keras_alexnet.runs import restore
     from keras_alexnet.serving import export_folder
+    from keras_alexnet.training import workdir as workdir_lib
     model = None
     try:
         path = export_folder.resolve_saved_model(saved_model)
@@ -125,7 +125,7 @@ def serving_benchmark(saved_model, images, *, requests=60, batches=3, batch_size
         path, model = random_export(saved_model)
     if model is None:  # same architecture, own random weights: the speed is the same
         config = export_folder.read_metadata(tf.saved_model.load(path))["config"]
-        model = restore.build_model(config["model"])
+        model = workdir_lib.build_float32_model(config["model"])
     result = measure(path, model, images, requests=requests, batches=batches,
                      batch_size=batch_size, rounds=rounds)
     return {"saved_model": path, "images": len(images), "batch_size": batch_size,

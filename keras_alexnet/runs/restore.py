@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_alexnet import model as model_lib
 from keras_alexnet.data import layout
 from keras_alexnet.data import stats as stats_lib
 from keras_alexnet.training import workdir as workdir_lib
@@ -38,36 +37,6 @@ class RestoredRun:
         return int(self.model.input_shape[1])
 
 
-def build_model(model_kwargs):
-    """model.build_model(config.model) in float32, whatever policy the run trained under."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        return model_lib.build_model(model_kwargs)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def restore_model(model, path):
-    """Loads the `model` entry of a training checkpoint; fails unless every weight was restored.
-
-    Every weight is first set to NaN, so one the checkpoint does not hold (a
-    different architecture, or a layer whose variables the checkpoint did not
-    track) is named instead of silently keeping its random initial value.
-    """
-    for weight in model.weights:
-        weight.assign(np.full(weight.shape, np.nan, weight.dtype))
-    # expect_partial: the optimizer, step and schedule entries are not needed here.
-    tf.train.Checkpoint(model=model).restore(path).expect_partial()
-    missing = [w.path for w in model.weights if np.isnan(w.numpy()).any()]
-    if missing:
-        raise ValueError(f"{path} holds no value for {len(missing)} of the model's "
-                         f"{len(model.weights)} weights ({', '.join(missing[:8])}); was it "
-                         "written for another config.model, or by a model.py whose "
-                         "tf.train.Checkpoint did not track these layers?")
-    return model
-
-
 def restore_newest(model_kwargs, workdir, checkpoint="best", attempts=3):
     """(model, checkpoint path) of `checkpoint` (workdir.checkpoint_path's 'best', 'latest', ...).
 
@@ -78,7 +47,8 @@ def restore_newest(model_kwargs, workdir, checkpoint="best", attempts=3):
     for attempt in range(attempts):
         path = workdir_lib.checkpoint_path(workdir, checkpoint)
         try:
-            return restore_model(build_model(model_kwargs), path), path
+            return (workdir_lib.restore_model(workdir_lib.build_float32_model(model_kwargs), path),
+                    path)
         except (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
             detail = (e.message or str(e)).strip().splitlines()[0]
             if checkpoint in ("best", "latest") and attempt + 1 < attempts:

@@ -32,7 +32,7 @@ def _sha1(path):
 
 
 def identity(data_dir, input_config):
-    """{"shards": {split: [[name, size], ...]}, "stats.npz": sha1, "labels.txt": sha1}."""
+    """{"shards": {split: [[name, size], ...]}, STATS_FILENAME: sha1, LABELS_FILENAME: sha1}."""
     shards = {}
     for field in SPLIT_FIELDS:
         split = input_config.get(field)

@@ -26,7 +26,6 @@ config's data folder, so they are those of the data being fine-tuned on.
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import config as config_lib
@@ -50,7 +49,7 @@ class InitFromError(config_lib.ConfigError):
 def _defaults():
     import inspect
     return {name: p.default for name, p in
-            inspect.signature(model_lib.build_alexnet).parameters.items()}
+            inspect.signature(model_lib.BUILDERS[model_lib.DEFAULT_BUILDER]).parameters.items()}
 
 
 def option_differences(source, target):
@@ -77,20 +76,10 @@ def run_folder_of(path):
 
 def _checkpoint_weights(run, checkpoint, model_config, what):
     """{layer name: [arrays]} of the model a checkpoint holds, every weight restored."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
     try:
-        source = model_lib.build_alexnet(**model_config)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    for weight in source.weights:
-        weight.assign(np.full(weight.shape, np.nan, weight.dtype))
-    tf.train.Checkpoint(model=source).restore(checkpoint).expect_partial()
-    missing = [w.path for w in source.weights if np.isnan(w.numpy()).any()]
-    if missing:
-        raise InitFromError(f"{what}: {checkpoint} holds no value for {missing[0]} "
-                            f"(and {len(missing) - 1} more weights) of the network {run}'s "
-                            "config.json describes")
+        source = workdir_lib.restore_model(workdir_lib.build_float32_model(model_config), checkpoint)
+    except ValueError as e:
+        raise InitFromError(f"{what}: {e} (the network {run}'s config.json describes)") from None
     return {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
 
 

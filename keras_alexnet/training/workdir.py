@@ -20,9 +20,12 @@ import os
 import re
 import sys
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_alexnet import locking
+from keras_alexnet import model as model_lib
 from keras_alexnet.config import ConfigError
 from keras_alexnet.data import layout
 
@@ -488,3 +491,33 @@ def _newest_in(folder, stream="stderr"):
         _say(stream, f"{os.path.join(folder, STATE_FILENAME)} {why}; using {present[0]}, the "
                      "newest checkpoint in the folder")
     return present[0] if present else None
+
+
+def build_float32_model(model_kwargs):
+    """model.build_model(config.model) in float32 (for reading a checkpoint), whatever policy the run trained under."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        return model_lib.build_model(model_kwargs)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def restore_model(model, path):
+    """Loads the `model` entry of a training checkpoint; fails unless every weight was restored.
+
+    Every weight is first set to NaN, so one the checkpoint does not hold (a
+    different architecture, or a layer whose variables the checkpoint did not
+    track) is named instead of silently keeping its random initial value.
+    """
+    for weight in model.weights:
+        weight.assign(np.full(weight.shape, np.nan, weight.dtype))
+    # expect_partial: the optimizer, step and schedule entries are not needed here.
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    missing = [w.path for w in model.weights if np.isnan(w.numpy()).any()]
+    if missing:
+        raise ValueError(f"{path} holds no value for {len(missing)} of the model's "
+                         f"{len(model.weights)} weights ({', '.join(missing[:8])}); was it "
+                         "written for another config.model, or by a model.py whose "
+                         "tf.train.Checkpoint did not track these layers?")
+    return model
