@@ -134,7 +134,7 @@ def _validation_items(input_dir, listed, label_of):
     unlabelled = sorted(present - set(wnid_of))
     if unlabelled:
         raise SourceError(f"{os.path.join(folder, unlabelled[0])}: no line in {annotations}"
-                          + (f" (nor {len(unlabelled) - 1} other images)" if len(unlabelled) > 1 else ""))
+                          + (f" (nor have {len(unlabelled) - 1} other images)" if len(unlabelled) > 1 else ""))
     items = [Item(n, os.path.join(folder, n), label_of[w])
              for n, w in sorted(wnid_of.items()) if w in label_of]
     return items, len(wnid_of) - len(items)
