@@ -29,10 +29,12 @@ crops, flips, PCA lighting, the mean image subtracted). What changes, and why:
   and resizes nothing (records of the original bytes, --resize=0, would be decoded whole
   and upscaled on every read, on the same two cores as the training).
 - init_bias = 0.1 where the paper has 1 (conv2, conv4, conv5, fc6, fc7), as Caffe's
-  bvlc_alexnet and configs/imagenette_paper.py. The softmax's stiffness goes as 1 / classes:
-  at 200 it is 5x ILSVRC's and a twentieth of imagenette's, where the paper's biases made the
-  first steps oscillate (docs/RESULTS.md section 2; its "Tiny-ImageNet-200" section has the
-  probe at 200 classes). 0.1 gives calm first steps at no cost; ':paper_init' keeps 1.
+  bvlc_alexnet and configs/imagenette_paper.py. At 200 classes the softmax is about 20x less
+  stiff than at imagenette's 10, and the paper's biases no longer make the logits oscillate;
+  but they still cost fc7: its output is almost all bias, the same for every image, and SGD shrinks
+  it in the first hundred steps, taking most of fc7's units below zero for every image,
+  where they stay (docs/RESULTS.md, "Tiny-ImageNet-200", has the probe). With 0.1 fc7's output
+  starts ten times smaller and no unit died in the probe's steps. ':paper_init' keeps 1.
 - num_epochs = 40 (781 steps each, 31,240 in all; the paper took ~450,000 steps over 90
   passes of 1.2M images): the budget (about 3 hours on an idle 2-core CPU with native
   bfloat16, estimated from docs/BENCHMARKS.md's 227-pixel rate), not a tuned number; the
