@@ -36,9 +36,10 @@ crops, flips, PCA lighting, the mean image subtracted). What changes, and why:
   where they stay (docs/RESULTS.md, "Tiny-ImageNet-200", has the probe). With 0.1 fc7's output
   starts ten times smaller and no unit died in the probe's steps. ':paper_init' keeps 1.
 - num_epochs = 40 (781 steps each, 31,240 in all; the paper took ~450,000 steps over 90
-  passes of 1.2M images): the budget (about 3 hours on an idle 2-core CPU with native
-  bfloat16, estimated from docs/BENCHMARKS.md's 227-pixel rate), not a tuned number; the
-  plateau schedule (patience 2) decides when to divide the rate.
+  passes of 1.2M images): the budget (a few hours on an idle 2-core CPU with native
+  bfloat16; docs/RESULTS.md has the rate measured), not a tuned number; the plateau
+  schedule (patience 2) decides when to divide the rate. num_epochs may change when a run
+  resumes (--config.num_epochs=N with the same command).
 - checkpoints every 400 steps (about twice an epoch), 2 kept (about 0.25 GB each): the run
   is resumed across sessions by re-running the same command.
 - precision 'auto': mixed_bfloat16 on CPUs with native bfloat16, float32 on others.
