@@ -4,6 +4,7 @@
     bin/make_tfrecords --source=imagefolder --input_dir=imagenette/val --output_dir=OUT --split=validation
     bin/make_tfrecords --source=ilsvrc2012 --input_dir=/data/ILSVRC2012 --output_dir=OUT --split=train
     bin/make_tfrecords --source=tfds:imagenet2012 --tfds_data_dir=~/tensorflow_datasets --output_dir=OUT
+    bin/make_tfrecords --source=tiny_imagenet --input_dir=tiny-imagenet-200 --output_dir=OUT --split=validation
 
 Writes OUT/{split}-00000-of-NNNNN shards, OUT/labels.txt, OUT/stats.npz (train
 split), OUT/report-{split}.json/.tsv. Re-running the same command resumes.
@@ -16,8 +17,9 @@ from absl import app, flags
 from keras_alexnet.cli import run_app
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("source", "imagefolder", "imagefolder | ilsvrc2010 | ilsvrc2012 | tfds:NAME")
-flags.DEFINE_string("input_dir", None, "Image folder or ILSVRC root (not used by tfds:NAME).")
+flags.DEFINE_string("source", "imagefolder", "imagefolder | ilsvrc2010 | ilsvrc2012 | tiny_imagenet | tfds:NAME")
+flags.DEFINE_string("input_dir", None, "Image folder, ILSVRC or Tiny-ImageNet root (not used by "
+                    "tfds:NAME).")
 flags.DEFINE_string("output_dir", None, "Folder for shards, labels.txt, stats.npz, reports.")
 flags.DEFINE_enum("split", "train", ["train", "validation", "test"], "Which split to write.")
 flags.DEFINE_integer("num_shards", None, "Shards for this split (default: ~1250 images each, 8..1024).",
@@ -34,6 +36,8 @@ flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir for --source tfds:NAME
 flags.DEFINE_string("devkit_dir", None, "ILSVRC devkit folder (default: searched under --input_dir).")
 flags.DEFINE_string("class_names", None, "imagefolder: file of 'wnid name' lines for labels.txt "
                     "(e.g. LOC_synset_mapping.txt); default: the folder names.")
+flags.DEFINE_string("wnids", None, "tiny_imagenet: a file of WNIDs, one a line, to convert instead of "
+                    "all of DIR/wnids.txt (a subset of it; other classes' images are left out).")
 
 
 def main(argv):
@@ -53,7 +57,8 @@ def main(argv):
                         num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
                         resize=FLAGS.resize, quality=FLAGS.quality,
                         tfds_data_dir=FLAGS.tfds_data_dir, devkit_dir=FLAGS.devkit_dir,
-                        stats_size=FLAGS.stats_size, class_names=FLAGS.class_names)
+                        stats_size=FLAGS.stats_size, class_names=FLAGS.class_names,
+                        wnids=FLAGS.wnids)
     except (SourceError, convert.OutputError, DiskFull) as e:
         sys.stderr.write(f"make_tfrecords: error: {e}\n")
         sys.exit(2)

@@ -149,7 +149,7 @@ def merge_stats(out, names):
 
 def convert(source, input_dir, output_dir, split="train", num_shards=None, num_workers=None,
             resize=256, quality=None, tfds_data_dir=None, devkit_dir=None, stats_size=256,
-            class_names=None, stream=sys.stderr):
+            class_names=None, stream=sys.stderr, wnids=None):
     """Converts one split; returns the summary dict (also in OUT/report-{split}.json).
 
     quality: the re-encoded JPEGs' (None: layout.JPEG_QUALITY).
@@ -164,7 +164,7 @@ def convert(source, input_dir, output_dir, split="train", num_shards=None, num_w
     if num_workers is not None and num_workers < 1:
         raise SourceError(f"--num_workers {num_workers}: must be >= 1")
     _check_output_outside_input(source, input_dir, output_dir)
-    src = open_source(source, input_dir, split, tfds_data_dir, devkit_dir, class_names)
+    src = open_source(source, input_dir, split, tfds_data_dir, devkit_dir, class_names, wnids)
     for note in src.notes:
         stream.write(f"{split}: {note}\n")
     found = len(src.items)

@@ -1,4 +1,5 @@
-"""Where make_tfrecords finds images: an image folder, the ILSVRC-2010/2012 devkit layouts, TFDS.
+"""Where make_tfrecords finds images: an image folder, the ILSVRC-2010/2012 devkit layouts, TFDS,
+Tiny-ImageNet (its layout is read in tiny_imagenet.py).
 
 A source is a `Source`: the class list (wnid, human-readable name) in label
 order, and the examples as picklable `Item`s that a worker process turns into
@@ -273,15 +274,22 @@ def tfds_source(name, split, data_dir):
     return Source(classes, items, fingerprint, spec)
 
 
-def open_source(source, input_dir, split, tfds_data_dir=None, devkit_dir=None, class_names=None):
-    """The Source named by --source (imagefolder | ilsvrc2010 | ilsvrc2012 | tfds:NAME)."""
+def open_source(source, input_dir, split, tfds_data_dir=None, devkit_dir=None, class_names=None,
+                wnids=None):
+    """The Source named by --source (imagefolder | ilsvrc2010 | ilsvrc2012 | tiny_imagenet | tfds:NAME)."""
+    if wnids and source != "tiny_imagenet":
+        raise SourceError(f"--wnids is for --source=tiny_imagenet, not --source={source}")
+    if source == "tiny_imagenet":
+        from keras_alexnet.data import tiny_imagenet  # it imports this module
+        return tiny_imagenet.tiny_imagenet(input_dir, split, wnids)
     if source == "imagefolder":
         return imagefolder(input_dir, split, class_names)
     if source in ("ilsvrc2010", "ilsvrc2012"):
         return ilsvrc(input_dir, split, int(source[-4:]), devkit_dir)
     if source.startswith("tfds:") and len(source) > 5:
         return tfds_source(source[5:], split, tfds_data_dir)
-    raise SourceError(f"--source {source!r}: expected imagefolder, ilsvrc2010, ilsvrc2012 or tfds:NAME")
+    raise SourceError(f"--source {source!r}: expected imagefolder, ilsvrc2010, ilsvrc2012, "
+                      "tiny_imagenet or tfds:NAME")
 
 
 def read_items(items, tfds_spec):
