@@ -26,3 +26,13 @@ def tiny_export(tmp_path_factory):
     """fixtures.export_tiny_run: the tiny model, its workdir and data, exported (once a module)."""
     import fixtures
     return fixtures.export_tiny_run(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """fixtures.demo_data_dir: the tiny demo data folder, drawn once for the whole session.
+
+    Read only: a test that changes its data copies it first (shutil.copytree).
+    """
+    import fixtures
+    return fixtures.demo_data_dir(str(tmp_path_factory.mktemp("demo_data")))

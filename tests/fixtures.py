@@ -261,27 +261,28 @@ def tiny_config(data_dir, overrides=None):
     return config
 
 
-RUNNER = """
-import json, sys
-import ml_collections
-from keras_alexnet.training import train
-config = ml_collections.ConfigDict(json.load(open(sys.argv[1])))
-result = train.train_and_evaluate(config, sys.argv[2])
-if len(sys.argv) > 3:
-    json.dump(result, open(sys.argv[3], "w"))
-"""
+CHILDREN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "children.py")
+
+
+def child(name, *args, env=None, run=False, timeout=300):
+    """children.NAME(*args) in a fresh Python process: a Popen (stdout with stderr, text), or
+    with run=True the finished subprocess.run (stdout and stderr apart). The child imports
+    this tree (PYTHONPATH) and logs quietly."""
+    argv = [sys.executable, CHILDREN, name, *map(str, args)]
+    full_env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    if run:
+        return subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def start_training(config, workdir, *, result_path=None, env=None):
-    """train_and_evaluate(config, workdir) in a fresh Python process (Popen)."""
+    """train_and_evaluate(config, workdir) in a fresh Python process (child(): a Popen)."""
     os.makedirs(os.path.dirname(os.path.abspath(workdir)), exist_ok=True)
     path = os.path.abspath(workdir) + ".config.json"
     with open(path, "w") as f:
         f.write(config.to_json())
-    args = [sys.executable, "-c", RUNNER, path, workdir] + ([result_path] if result_path else [])
-    full_env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    return subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return child("train", path, workdir, *([result_path] if result_path else []), env=env)
 
 
 def read_events(workdir, kind=None):

@@ -15,11 +15,6 @@ def test_softmax_stiffness_of_a_certain_prediction_is_zero():
     assert first_steps.softmax_stiffness([1.0, 0.0, 0.0]) == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return fixtures.demo_data_dir(str(tmp_path_factory.mktemp("first_steps")))
-
-
 def test_probe_rows_and_stiffness_scale_with_the_learning_rate(data_dir):
     rows = {}
     for lr in (0.01, 0.02):

@@ -6,10 +6,7 @@ The distributed runs happen in fresh child processes (logical devices and
 multi-worker collectives must be set up before TensorFlow starts).
 """
 import json
-import os
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,70 +15,9 @@ import tensorflow as tf
 import fixtures as fx
 from keras_alexnet.data import input_pipeline, shard_writer
 
-# Prints, for each step, drop6's output on every replica of this worker, for one model
-# built under the strategy; then the same after rebuilding it (the same seed) and after
-# seek_dropout. The batch holds the same images for every replica.
-DROPOUT_SCRIPT = r"""
-import json, os, sys
-import tensorflow as tf
-mode, scaling, out = sys.argv[1:]
-if mode == "mirrored":
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-else:
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-import keras
-import numpy as np
-from keras_alexnet import layers as layers_lib
-from keras_alexnet import model as model_lib
-
-replicas = strategy.num_replicas_in_sync
-x = np.random.default_rng(0).normal(0, 60, (4, 67, 67, 3)).astype(np.float32)
-
-
-def build():
-    with strategy.scope():
-        model = model_lib.build_alexnet(num_classes=3, image_size=67, width=0.125, fc_units=64,
-                                        init="glorot", seed=0, dropout=0.5,
-                                        dropout_scaling=scaling)
-    return model, keras.Model(model.inputs, [model.get_layer("fc6").output,
-                                             model.get_layer("drop6").output, model.output])
-
-
-def run(model, probe, steps):
-    # Every replica's batch is x.
-    it = iter(strategy.distribute_datasets_from_function(
-        lambda ctx: tf.data.Dataset.from_tensors(x).repeat()))
-
-    @tf.function
-    def step(it):
-        return strategy.run(lambda im: probe(im, training=True)[:2], args=(next(it),))
-
-    out = []
-    for _ in range(steps):
-        fc6, drop6 = step(it)
-        out.append([dict(fc6=a.numpy().tolist(), drop6=b.numpy().tolist()) for a, b in zip(
-            strategy.experimental_local_results(fc6), strategy.experimental_local_results(drop6))])
-    return out
-
-
-model, probe = build()
-first = run(model, probe, 2)
-again_model, again_probe = build()
-again = run(again_model, again_probe, 2)
-layers_lib.seek_dropout(again_model, 1)
-seeked = run(again_model, again_probe, 1)
-json.dump(dict(replicas=replicas, first=first, again=again, seeked=seeked), open(out, "w"))
-"""
-
-
 def _run_dropout(mode, scaling, tmp_path, env=None, index=""):
     out = tmp_path / f"{mode}-{scaling}{index}.json"
-    args = [sys.executable, "-c", DROPOUT_SCRIPT, mode, scaling, str(out)]
-    full_env = dict(os.environ, PYTHONPATH=fx.REPO, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    return subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True), out
+    return fx.child("dropout", mode, scaling, out, env=env), out
 
 
 def _finish(procs):

@@ -13,14 +13,9 @@ from keras_alexnet import model as model_lib
 from keras_alexnet.benchmarks import model as bench_model
 from keras_alexnet.training import steps
 from keras_alexnet.training import loop, train
-from fixtures import demo_data_dir, read_events, tiny_config
+from fixtures import read_events, tiny_config
 
 STEPS_PER_EPOCH = 6  # 48 training images, batch 8
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return demo_data_dir(str(tmp_path_factory.mktemp("tiny")))
 
 
 @pytest.fixture(scope="module")

@@ -6,69 +6,11 @@ collectives must be set up before TensorFlow starts.
 import json
 import os
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from fixtures import REPO, demo_data_dir, read_events, start_training, tiny_config, wait_for
-
-MIRRORED_SCRIPT = r"""
-import json, sys
-import numpy as np
-import tensorflow as tf
-mode, config_path, workdir, out = sys.argv[1:]
-if mode == "mirrored":
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import ml_collections
-from keras_alexnet import config as config_lib
-from keras_alexnet import model as model_lib
-from keras_alexnet.training import steps
-from keras_alexnet.training import train
-
-rng = np.random.default_rng(0)
-images = rng.normal(0, 60, (6, 16, 67, 67, 3)).astype(np.float32)
-labels = rng.integers(0, 3, (6, 16)).astype(np.int32)
-config = ml_collections.ConfigDict(json.load(open(config_path)))
-if mode == "mirrored":
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    assert strategy.num_replicas_in_sync == 2
-else:
-    strategy = tf.distribute.get_strategy()
-with strategy.scope():
-    model = model_lib.build_model(dict(config.model, dropout=0.0))  # seeded: same start
-    start = float(sum(np.abs(w).sum() for w in model.get_weights()))
-    optimizer = steps.make_optimizer(config, "float32")
-    optimizer.build(model.trainable_variables)
-step = steps.make_train_step(model, optimizer, strategy, global_batch_size=16,
-                             weight_decay=config.optimizer.weight_decay)
-ds = tf.data.Dataset.from_tensor_slices((images, labels))  # elements are global batches
-it = iter(strategy.experimental_distribute_dataset(ds))
-losses = [float(step(it, tf.constant(0.0))[0]) for _ in range(6)]
-weights = [w.tolist() for w in model.get_weights()[-2:]]  # fc8
-result = odd_batch = None
-if mode == "mirrored":
-    # The whole loop too: distributed datasets, the partial last eval batch, checkpoints.
-    config.distribution.strategy = "mirrored"
-    config.distribution.cpu_devices = 2
-    try:
-        odd = config.copy_and_resolve_references()
-        odd.batch_size = 9
-        train.train_and_evaluate(odd, workdir + "-odd")
-    except config_lib.ConfigError as e:
-        odd_batch = str(e)
-    result = train.train_and_evaluate(config, workdir)
-json.dump(dict(start=start, losses=losses, fc8=weights, result=result, odd_batch=odd_batch),
-          open(out, "w"))
-"""
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return demo_data_dir(str(tmp_path_factory.mktemp("tiny")))
-
+from fixtures import child, read_events, start_training, tiny_config, wait_for
 
 def _free_port():
     with socket.socket() as s:
@@ -118,10 +60,7 @@ def test_mirrored_two_cpus_matches_the_default_strategy(data_dir, tmp_path):
     got = {}
     for mode in ("default", "mirrored"):
         out = tmp_path / f"{mode}.json"
-        proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, mode, str(config_path),
-                               str(tmp_path / "work"), str(out)], capture_output=True, text=True,
-                              timeout=400,
-                              env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
+        proc = child("mirrored", mode, config_path, tmp_path / "work", out, run=True, timeout=400)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         got[mode] = json.loads(out.read_text())
     default, mirrored = got["default"], got["mirrored"]

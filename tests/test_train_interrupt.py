@@ -14,15 +14,10 @@ import pytest
 import tensorflow as tf
 
 from keras_alexnet.training.schedule import PlateauSchedule
-from fixtures import (REPO, convert, demo_data_dir, encode, read_events, start_training,
+from fixtures import (REPO, child, convert, encode, read_events, start_training,
                       tiny_config, wait_for, write)
 
 STEPS_PER_EPOCH = 6
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return demo_data_dir(str(tmp_path_factory.mktemp("tiny")))
 
 
 def _sigterm_once_training(proc, workdir, before=None):
@@ -145,48 +140,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data_dir, tmp_path):
     assert "epoch 1/1000" in out  # the progress bar was shown
 
 
-# A run that sends itself a signal at a chosen point: inside the train step's Nth call (the
-# worst case for the loop: the step was already under way), or in the Nth evaluation batch.
-SIGNAL_RUNNER = r"""
-import json, os, signal, sys, time
-import ml_collections
-from keras_alexnet.training import steps, train
-config_path, workdir, out, signame, where, call = sys.argv[1:]
-config = ml_collections.ConfigDict(json.load(open(config_path)))
-calls, sent = [], {}
-
-def send():
-    sent["time"] = time.time()
-    os.kill(os.getpid(), getattr(signal, signame))
-
-def wrapping(make):
-    def make_wrapped(*args, **kwargs):
-        step = make(*args, **kwargs)
-        def wrapped(*a, **k):
-            result = step(*a, **k)
-            calls.append(1)
-            if len(calls) == int(call):
-                send()
-            return result
-        return wrapped
-    return make_wrapped
-
-if where == "train":
-    steps.make_train_step = wrapping(steps.make_train_step)
-else:
-    steps.make_eval_step = wrapping(steps.make_eval_step)
-result = train.train_and_evaluate(config, workdir)
-json.dump(dict(result=result, sent=sent.get("time"), ended=time.time()), open(out, "w"))
-"""
-
-
 def _run_with_signal(config, workdir, tmp_path, signame, where, call):
     config_path = tmp_path / "signal-config.json"
     config_path.write_text(config.to_json())
     out = tmp_path / "signal-result.json"
-    proc = subprocess.run([sys.executable, "-c", SIGNAL_RUNNER, str(config_path), workdir, str(out),
-                           signame, where, str(call)], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc = child("signal_run", config_path, workdir, out, signame, where, call, run=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stderr
 
