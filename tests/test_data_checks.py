@@ -18,11 +18,6 @@ from keras_alexnet.serving import evaluate
 from keras_alexnet.training import train
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return fx.demo_data_dir(str(tmp_path_factory.mktemp("tiny")))
-
-
 @pytest.fixture
 def copy(data_dir, tmp_path):
     return shutil.copytree(data_dir, str(tmp_path / "data"))
@@ -102,15 +97,39 @@ def test_two_datasets_shards_in_one_folder_are_refused(copy):
     refused(copy, r"shards are named -of-00008, but its dataset.json records 2 shards")
 
 
-def test_a_png_record_is_named_with_its_shard(copy):
+def to_png(example, index):
+    """The record's image as a PNG of the pixels its JPEG decodes to (what other converters write)."""
+    encoded = example.features.feature["image/encoded"].bytes_list.value
+    encoded[0] = tf.io.encode_png(tf.io.decode_jpeg(encoded[0], dct_method="INTEGER_ACCURATE")).numpy()
+
+
+def test_png_records_anywhere_in_a_shard_train_and_evaluate_as_their_jpegs(copy, data_dir):
+    """Another converter's PNG records (the first of a shard, or any later one) are decoded,
+    to the pixels the JPEG they replace decodes to: the same crops, train and eval."""
+    for shard in glob.glob(layout.shard_pattern(copy, "train")):
+        rewrite(shard, to_png)  # every record of the training split
+    assert train.check_data(fx.tiny_config(copy)) is not None
+    from keras_alexnet.data import input_pipeline
+    for training in (True, False):
+        batches = [next(iter(input_pipeline.make_dataset(
+            layout.shard_pattern(folder, "train"), 4, training, seed=3, image_size=67,
+            stats=data_dir, shuffle_buffer=1, repeat=False)))
+            for folder in (data_dir, copy)]
+        np.testing.assert_array_equal(batches[0][1], batches[1][1])
+        # A JPEG's window decodes as decode-then-crop but along its edges (libjpeg's
+        # cropped IDCT: data/preprocessing.py), where a PNG's crop is exact.
+        jpeg, png = (np.asarray(b[0])[:, 1:-1, 1:-1] for b in batches)
+        np.testing.assert_allclose(png, jpeg, atol=1e-4)
+
+
+def test_a_record_holding_no_decodable_image_is_named_with_its_shard(copy):
     shard = os.path.join(copy, "train-00001-of-00002")
 
-    def to_png(example, index):
-        encoded = example.features.feature["image/encoded"].bytes_list.value
-        encoded[0] = tf.io.encode_png(tf.io.decode_jpeg(encoded[0])).numpy()
-    rewrite(shard, to_png)
-    refused(copy, rf"config.input.train_split='train': {shard}, record 0, holds a PNG image in "
-                  r"image/encoded; the input pipeline decodes JPEGs")
+    def to_tiff(example, index):
+        example.features.feature["image/encoded"].bytes_list.value[0] = b"II*\x00" + bytes(60)
+    rewrite(shard, to_tiff)
+    refused(copy, rf"config.input.train_split='train': {shard}, record 0, holds no image the "
+                  r"input pipeline decodes in image/encoded \(JPEG, PNG, GIF, BMP or WebP")
 
 
 def flip_a_bit(shard):

@@ -55,7 +55,8 @@ def _image_format(encoded):
 
 
 def check_records(files, what, *, walk=True):
-    """Refuses unreadable, damaged or empty shards, and a first record that is not a JPEG.
+    """Refuses unreadable, damaged or empty shards, and a first record holding no image the
+    input pipeline decodes (JPEG, PNG, GIF, BMP, WebP).
 
     walk: walk every record header (counts the records, finds files cut short); False
     reads the first record of each shard only (the training split: 1,024 ImageNet shards).
@@ -105,10 +106,10 @@ def _check_first_record(path, data, what):
         raise DataError(f"{what}: {path}, record 0, has no image/encoded feature (not image "
                         "classification TFRecords of the Inception/TPU converters' keys)")
     kind = _image_format(encoded[0])
-    if kind != "JPEG":
-        raise DataError(f"{what}: {path}, record 0, holds a {kind} image in image/encoded; the "
-                        "input pipeline decodes JPEGs, as bin/make_tfrecords writes them: convert "
-                        "the images with bin/make_tfrecords")
+    if kind == "not an image":
+        raise DataError(f"{what}: {path}, record 0, holds no image the input pipeline decodes in "
+                        "image/encoded (JPEG, PNG, GIF, BMP or WebP; TIFF and others are not): "
+                        "convert the images with bin/make_tfrecords")
 
 
 def label_range(files, sample=False):

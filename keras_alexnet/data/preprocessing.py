@@ -46,11 +46,38 @@ def _seeds(seed, n):
     return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), n)
 
 
+def _is_jpeg(image_bytes):
+    return tf.equal(tf.strings.substr(image_bytes, 0, 3), b"\xff\xd8\xff")
+
+
+def _decode_any(image_bytes):
+    """uint8 [H, W, 3] of a PNG, GIF (its first frame), BMP or WebP: records of converters
+    other than bin/make_tfrecords, which writes JPEGs only."""
+    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
 def _decode(image_bytes, window=None):
-    """uint8 [H, W, 3]; only the window [top, left, height, width] when given."""
+    """uint8 [H, W, 3]; only the window [top, left, height, width] when given.
+
+    A JPEG (every record bin/make_tfrecords writes) decodes only its window; any other
+    format TensorFlow reads is decoded whole, then cropped.
+    """
     if window is None:
-        return tf.image.decode_jpeg(image_bytes, channels=3, dct_method=DCT_METHOD)
-    return tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3, dct_method=DCT_METHOD)
+        return tf.cond(_is_jpeg(image_bytes), lambda: tf.image.decode_jpeg(
+            image_bytes, channels=3, dct_method=DCT_METHOD), lambda: _decode_any(image_bytes))
+
+    def other():
+        return _decode_any(image_bytes)[window[0]:window[0] + window[2],
+                                        window[1]:window[1] + window[3]]
+    return tf.cond(_is_jpeg(image_bytes), lambda: tf.image.decode_and_crop_jpeg(
+        image_bytes, window, channels=3, dct_method=DCT_METHOD), other)
+
+
+def image_shape(image_bytes):
+    """int32 [3] (height, width, channels) of an encoded image: a JPEG's from its header."""
+    return tf.cond(_is_jpeg(image_bytes), lambda: tf.image.extract_jpeg_shape(image_bytes),
+                   lambda: tf.shape(_decode_any(image_bytes)))
 
 
 def _canvas(image_bytes, image_size, paper_size):
@@ -60,7 +87,7 @@ def _canvas(image_bytes, image_size, paper_size):
     image_size if that is larger. Only an image of exactly that size is the canvas itself;
     any other (a 400x400 original too) is resized to it first.
     """
-    shape = tf.image.extract_jpeg_shape(image_bytes)
+    shape = image_shape(image_bytes)
     h, w = shape[0], shape[1]
     side = tf.maximum(tf.constant(paper_size, tf.int32), tf.constant(image_size, tf.int32))
     direct = tf.logical_and(tf.equal(h, w), tf.equal(h, side))
@@ -199,7 +226,7 @@ def _stats_parts(stats, stored_size=None):
 
 
 def _inception_window(image_bytes, seed):
-    shape = tf.image.extract_jpeg_shape(image_bytes)
+    shape = image_shape(image_bytes)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         shape, tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
         min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
