@@ -304,3 +304,19 @@ def wait_for(predicate, timeout, proc=None, what="condition"):
                                  f"{proc.stdout.read()[-3000:]}")
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def worker_processes(pid):
+    """The worker processes of a make_tfrecords (spawned by multiprocessing; not its tracker)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found

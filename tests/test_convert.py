@@ -361,24 +361,6 @@ def test_command_line_help_lists_its_flags():
 
 # -- issue 9: a dead worker, a second converter, and sentences instead of tracebacks ----------
 
-def _children(pid):
-    """The worker processes of a make_tfrecords (spawned by multiprocessing; not its tracker)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if ppid == pid and b"spawn_main" in cmdline:
-            found.append(int(entry))
-    return found
-
-
 def _cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -405,7 +387,7 @@ def test_a_killed_worker_stops_the_run_naming_its_shard_and_a_rerun_resumes(tmp_
                 n for n in os.listdir(out / ".parts") if n.endswith(".json")]:
             assert proc.poll() is None and time.time() < deadline, "no shard completed"
             time.sleep(0.05)
-        workers = _children(proc.pid)
+        workers = fx.worker_processes(proc.pid)
         assert len(workers) == 2
         # The busier worker (more CPU time) wrote that shard and is now inside its next one;
         # the other may still be starting up.

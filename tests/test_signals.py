@@ -12,22 +12,6 @@ import fixtures as fx
 REPO = fx.REPO
 
 
-def _workers(pid):
-    """The spawned worker processes of a make_tfrecords (multiprocessing's, not its tracker)."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if ppid == pid and b"spawn_main" in cmdline:
-            found.append(int(entry))
-    return found
-
-
 def _alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -53,7 +37,7 @@ def test_sigterm_stops_make_tfrecords_like_ctrl_c(tmp_path):
         deadline = time.time() + 240
         while len(workers) < 2 or not [n for n in os.listdir(out) if n.endswith(".tmp")]:
             assert proc.poll() is None and time.time() < deadline, "no shard begun"
-            workers = _workers(proc.pid)
+            workers = fx.worker_processes(proc.pid)
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)  # what systemd, docker stop and timeout send
         _, err = proc.communicate(timeout=120)
