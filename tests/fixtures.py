@@ -320,3 +320,20 @@ def worker_processes(pid):
         if ppid == pid and b"spawn_main" in cmdline:
             found.append(int(entry))
     return found
+
+
+def start_slow_conversion(tmp_path, per_class):
+    """bin/make_tfrecords over 2 classes of `per_class` large JPEGs (~25 ms a conversion, so a
+    shard takes seconds), 2 workers, 8 shards: (its Popen, its output folder, its command)."""
+    big = encode(picture(900, 1200, seed=3), quality=95)
+    for c in ("n01", "n02"):
+        for i in range(per_class):
+            write(str(tmp_path / "in" / c / f"{i}.JPEG"), big)
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(REPO, "bin", "make_tfrecords"),
+               f"--input_dir={tmp_path / 'in'}", f"--output_dir={out}", "--resize=64",
+               "--num_workers=2", "--num_shards=8"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    return proc, out, command
+

@@ -371,16 +371,8 @@ def _cpu_ticks(pid):
 def test_a_killed_worker_stops_the_run_naming_its_shard_and_a_rerun_resumes(tmp_path):
     import signal
     import time
-    big = fx.encode(fx.picture(900, 1200, seed=3), quality=95)  # ~25 ms a conversion
-    for c in ("n01", "n02"):
-        for i in range(300):  # 75 a shard: seconds of work each, so the kill lands mid-shard
-            fx.write(str(tmp_path / "in" / c / f"{i}.JPEG"), big)
-    out = tmp_path / "out"
-    command = [sys.executable, os.path.join(REPO, "bin", "make_tfrecords"),
-               f"--input_dir={tmp_path / 'in'}", f"--output_dir={out}", "--resize=64",
-               "--num_workers=2", "--num_shards=8"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    # 75 images a shard: seconds of work each, so the kill lands mid-shard
+    proc, out, command = fx.start_slow_conversion(tmp_path, 300)
     try:
         deadline = time.time() + 240
         while not (out / ".parts").is_dir() or not [

@@ -1,8 +1,6 @@
 """Signals and full disks (issue 21 §3): SIGTERM is Ctrl-C, a full disk is a sentence, no leftovers."""
 import errno
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,16 +20,7 @@ def _alive(pid):
 
 def test_sigterm_stops_make_tfrecords_like_ctrl_c(tmp_path):
     import signal
-    big = fx.encode(fx.picture(900, 1200, seed=3), quality=95)
-    for c in ("n01", "n02"):
-        for i in range(200):
-            fx.write(str(tmp_path / "in" / c / f"{i}.JPEG"), big)
-    out = tmp_path / "out"
-    command = [sys.executable, os.path.join(REPO, "bin", "make_tfrecords"),
-               f"--input_dir={tmp_path / 'in'}", f"--output_dir={out}", "--resize=64",
-               "--num_workers=2", "--num_shards=8"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc, out, command = fx.start_slow_conversion(tmp_path, 200)
     workers = []
     try:
         deadline = time.time() + 240
