@@ -36,6 +36,15 @@ setup(
         # tf.summary.scalar/image (training's TensorBoard logs) and the
         # `tensorboard --logdir` command; tensorflow 2.21 no longer installs it.
         "tensorboard>=2.21,<2.22",
+        # The profiler's trace viewer in `tensorboard --logdir` (config.profile_steps).
+        "tensorboard-plugin-profile",
+        # bin/export --format=onnx and bin/predict on a model.onnx (ONNX Runtime).
+        "tf2onnx>=1.17",
+        "onnxruntime",
+        # bin/predict and the benchmarks on a .tflite file: LiteRT, the runtime that
+        # replaces the deprecated tf.lite.Interpreter (bin/export --format=tflite
+        # converts with TensorFlow's own converter).
+        "ai-edge-litert",
     ],
     extras_require={
         "and-cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
