@@ -41,7 +41,8 @@ from absl import logging
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
 from keras_alexnet.data.preprocessing import crop_centre, ten_crops
-from keras_alexnet.serving import damaged_jpeg, export_folder, export_marker, image_size, model_card
+from keras_alexnet.serving import batching, damaged_jpeg, export_folder, export_marker
+from keras_alexnet.serving import image_size, model_card
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
 from keras_alexnet.training import workdir as workdir_lib
@@ -196,6 +197,7 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
     """Writes module as EXPORT_DIR/<version> (a new version unless given); returns its path.
 
     warmup_images: encoded image bytes for assets.extra/tf_serving_warmup_requests.
+    assets.extra/batching_parameters.txt (batching.py) is written too.
     extra_files: {name: text} written into assets.extra/ (labels, metadata for humans).
     """
     _make_export_dir(export_dir)
@@ -215,8 +217,9 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
             export_marker.mark(tmp)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         export_folder.write_extra_files(tmp, extra_files or {})
-        warmup_lib.write_warmup_file(export_folder.warmup_path(tmp),
-                                     warmup_logs(warmup_images, module.image_size, model_name))
+        logs = warmup_logs(warmup_images, module.image_size, model_name)
+        warmup_lib.write_warmup_file(export_folder.warmup_path(tmp), logs)
+        batching.write_batching_parameters(tmp, largest_request=batching.largest_request(logs))
         if tf.io.gfile.exists(final):  # another export took this number meanwhile
             raise FileExistsError(f"{final} appeared during the export; nothing overwritten")
         export_marker.unmark(tmp)

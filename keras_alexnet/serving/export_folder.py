@@ -6,6 +6,8 @@
         labels.txt                                      the labels, data/layout.py's format
         metadata.json                                   the export's metadata, the config included
         MODEL_CARD.md                                   what the model is, for people (model_card.py)
+        batching_parameters.txt                         TF Serving's --batching_parameters_file
+                                                        (batching.py)
 
 TF Serving loads the integer-named folders and serves the largest number; a version is written
 under a hidden temporary name and renamed when complete (export.save). bin/evaluate,
@@ -24,6 +26,7 @@ EXTRA_DIR = "assets.extra"  # TF Serving's folder for files beside the model
 WARMUP_FILENAME = "tf_serving_warmup_requests"
 METADATA_FILENAME = "metadata.json"
 CARD_FILENAME = "MODEL_CARD.md"
+BATCHING_FILENAME = "batching_parameters.txt"
 LABELS_FILENAME = layout.LABELS_FILENAME
 
 
@@ -62,6 +65,10 @@ def card_path(version_dir):
 
 def warmup_path(version_dir):
     return extra_path(version_dir, WARMUP_FILENAME)
+
+
+def batching_path(version_dir):
+    return extra_path(version_dir, BATCHING_FILENAME)
 
 
 def extra_files(*, labels, metadata, card):
