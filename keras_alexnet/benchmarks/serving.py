@@ -113,16 +113,22 @@ def read_images(pattern, num_images):
     return images
 
 
+def resolve_or_export(saved_model):
+    """(the SavedModel's path, None), or (path, model) of a random full-size export written
+    there when saved_model holds no version."""
+    from keras_alexnet.serving import export_folder
+    try:
+        return export_folder.resolve_saved_model(saved_model), None
+    except FileNotFoundError:
+        logging.warning("exporting a random full-size AlexNet to %s", saved_model)
+        return random_export(saved_model)
+
+
 def serving_benchmark(saved_model, images, *, requests=60, batches=3, batch_size=32, rounds=3):
     """measure() on an export (a random full-size one is exported first if there is none)."""
     from keras_alexnet.serving import export_folder
     from keras_alexnet.training import workdir as workdir_lib
-    model = None
-    try:
-        path = export_folder.resolve_saved_model(saved_model)
-    except FileNotFoundError:
-        logging.warning("exporting a random full-size AlexNet to %s", saved_model)
-        path, model = random_export(saved_model)
+    path, model = resolve_or_export(saved_model)
     if model is None:  # same architecture, own random weights: the speed is the same
         config = export_folder.read_metadata(tf.saved_model.load(path))["config"]
         model = workdir_lib.build_float32_model(config["model"])

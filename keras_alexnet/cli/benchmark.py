@@ -7,6 +7,7 @@
     bin/benchmark input --data='DATA/train-*' --batch_size=64
     bin/benchmark trainer --data=DATA --batch_size=128 --precision=auto --warmup=10 --steps=50
     bin/benchmark serve --saved_model=runs/bench/models/alexnet [--images='DIR/*/*.JPEG'] --batch_size=32
+    bin/benchmark serve --saved_model=runs/bench/models/alexnet --clients=1,4,8 --batch_sizes=1,8,32
     bin/benchmark memory --batch_size=128 --steps=3
     bin/benchmark request_memory --saved_model=runs/bench/models/alexnet
 
@@ -16,7 +17,9 @@ trainer times bin/train's whole loop on a TFRecord folder (input pipeline, strat
 steps_per_loop, the host's reads every log_every_steps = gcd(warmup, steps));
 train, infer and input print the same keys as docs/seed_reference.py,
 so the two can be run alternately and their ratio quoted. serve exports a random
-full-size model to --saved_model first if it holds no version; request_memory too, and then
+full-size model to --saved_model first if it holds no version; with --clients it measures
+that export under concurrent client threads instead (throughput, p50/p99 latency by batch
+size and client count: benchmarks/serve_load.py); request_memory too, and then
 sends crafted images one at a time (benchmarks/request_memory.py: a request's peak memory).
 """
 import json
@@ -50,9 +53,17 @@ flags.DEFINE_bool("fused_lrn", True, "train, trainer, lrn: config.fused_lrn (LRN
 flags.DEFINE_string("saved_model", None, "serve: model base path or SavedModel.")
 flags.DEFINE_string("images", None, "serve: image files (glob); default: synthetic pictures.")
 flags.DEFINE_integer("num_images", 64, "serve: distinct images used (cycled).", lower_bound=1)
-flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per round.",
+flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per round; with "
+                     "--clients, requests per row.",
                      lower_bound=1)
 flags.DEFINE_integer("rounds", 3, "serve: alternating rounds.", lower_bound=1)
+flags.DEFINE_list("clients", [], "serve: concurrent client counts, e.g. 1,4,8: measures the "
+                  "export under that many threads (benchmarks/serve_load.py; --requests per row) "
+                  "instead of the four-system comparison.")
+flags.DEFINE_list("batch_sizes", ["1", "8", "32"], "serve --clients: images per request, one "
+                  "row per batch size and client count.")
+flags.DEFINE_enum("signature", "serving_default", ["serving_default", "ten_crop"],
+                  "serve --clients: the signature the clients call.")
 
 WHAT = ("train", "trainer", "infer", "lrn", "input", "serve", "memory", "request_memory")
 
@@ -91,7 +102,7 @@ def _main(argv):
     if len(argv) != 2 or argv[1] not in WHAT:
         raise app.UsageError(f"usage: benchmark {{{'|'.join(WHAT)}}} [--flags]")
     what = argv[1]
-    for name in ("saved_model", "images"):
+    for name in ("saved_model", "images", "clients", "batch_sizes", "signature"):
         if what != "serve" and FLAGS[name].present:
             raise app.UsageError(f"--{name} is for `benchmark serve`; `benchmark {what}` times a "
                                  "model built in memory (random weights) and would ignore it")
@@ -100,6 +111,13 @@ def _main(argv):
         if not FLAGS.saved_model:
             raise app.UsageError("benchmark serve needs --saved_model=PATH (a random model is "
                                  "exported there if it holds none)")
+        for name in ("batch_sizes", "signature"):
+            if FLAGS[name].present and not FLAGS.clients:
+                raise app.UsageError(f"--{name} is for `benchmark serve --clients=...` (the "
+                                     "export under concurrent clients)")
+        if FLAGS.clients:
+            _serve_load()
+            return
         from keras_alexnet.benchmarks import serving
         images = serving.read_images(FLAGS.images, FLAGS.num_images)
         print(json.dumps({"system": "keras_alexnet", "what": what, **serving.serving_benchmark(
@@ -138,6 +156,28 @@ def _main(argv):
     if what in ("train", "lrn"):
         extra["fused_lrn"] = FLAGS.fused_lrn
     _print_rate(what, rate, distribute.resolve_precision(FLAGS.precision), **extra)
+
+
+def _positive_ints(name):
+    """The integers of list flag --name, refused (UsageError) unless all are positive."""
+    try:
+        values = [int(v) for v in FLAGS[name].value]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise app.UsageError(f"--{name}={','.join(FLAGS[name].value)}: must be positive "
+                             "integers separated by commas, e.g. 1,4,8")
+    return values
+
+
+def _serve_load():
+    """benchmark serve --clients: the export under concurrent clients, one JSON line."""
+    clients, batch_sizes = _positive_ints("clients"), _positive_ints("batch_sizes")
+    from keras_alexnet.benchmarks import serve_load, serving
+    images = serving.read_images(FLAGS.images, FLAGS.num_images)
+    print(json.dumps({"system": "keras_alexnet", "what": "serve", **serve_load.load_benchmark(
+        FLAGS.saved_model, images, clients=clients, batch_sizes=batch_sizes,
+        requests=FLAGS.requests, signature=FLAGS.signature)}))
 
 
 def _print_rate(what, rate, precision, **extra):
