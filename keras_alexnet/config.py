@@ -134,6 +134,11 @@ def get_config():
     config.fused_lrn = True
     # 'auto': a live bar on a terminal, a line every log_every_steps otherwise.
     config.progress = "auto"
+    # A TensorFlow profiler trace of training steps (first, last), 1-based, both included,
+    # into WORKDIR/tensorboard for TensorBoard's Profile tab (training/profile.py):
+    # (20, 25), or on the command line --config.profile_steps=20,25; (20,) is step 20 alone.
+    # () traces nothing. A resumed run traces only the window's steps it has still to train.
+    config.profile_steps = ()
     return config
 
 
@@ -203,7 +208,27 @@ def validate(config):
     _require(config.schedule.max_reductions >= 0, "schedule.max_reductions", "must be >= 0")
     _require(config.progress in ("auto", "bar", "lines", "none"), "progress",
              "must be 'auto', 'bar', 'lines' or 'none'")
+    profile_window(config.get("profile_steps", ()))
     return config
+
+
+def profile_window(profile_steps):
+    """(first, last) training steps of config.profile_steps, or None for () (no trace).
+
+    (n,) is (n, n); a list (config.json's form) is taken as the tuple.
+    """
+    steps = tuple(profile_steps) if isinstance(profile_steps, (tuple, list)) else None
+    if steps == ():
+        return None
+    if steps is not None and len(steps) == 1:
+        steps = steps * 2
+    valid = (steps is not None and len(steps) == 2 and
+             all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps) and
+             steps[0] <= steps[1])
+    _require(valid, "profile_steps",
+             f"must be the first and last training steps to trace, 1 <= first <= last, e.g. "
+             f"(20, 25) or --config.profile_steps=20,25 (() for none), got {profile_steps!r}")
+    return steps
 
 
 def _validate_model(model):

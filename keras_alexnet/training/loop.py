@@ -23,7 +23,8 @@ from absl import logging
 
 from keras_alexnet import layers as layers_lib
 from keras_alexnet import progress
-from keras_alexnet.training import checkpoint_save, distribute, init_from, reporting, steps
+from keras_alexnet.training import checkpoint_save, distribute, init_from, profile, reporting
+from keras_alexnet.training import steps
 from keras_alexnet.training import workdir as workdir_lib
 from keras_alexnet.training.schedule import PlateauSchedule
 
@@ -109,6 +110,8 @@ class Run:
     train_iter: object  # the distributed training dataset's iterator
     eval_step: object   # steps.make_eval_step's
     eval_ds: object     # eval_ds(split, ten_crop)() -> a distributed evaluation dataset
+    # config.profile_steps' trace (profile.py); the default traces nothing.
+    profiler: profile.Profiler = dataclasses.field(default_factory=profile.Profiler)
 
     @property
     def alone(self):
@@ -167,8 +170,19 @@ def train_epoch(state, config, run):
 
     Returns "done" (the epoch's last step trained; its validation is end_of_epoch's),
     "max_steps" (config.max_steps reached: saved, the validation not run) or "stopped" (a
-    signal: saved, reported). Raises NonFiniteLossError on a non-finite loss.
+    signal: saved, reported). Raises NonFiniteLossError on a non-finite loss. A profiler
+    trace still running is stopped when no epoch follows (the last one, a stop, an error).
     """
+    status = None
+    try:
+        status = _train_epoch(state, config, run)
+        return status
+    finally:
+        if status != "done" or int(state.epoch) + 1 >= config.num_epochs:
+            run.profiler.stop()
+
+
+def _train_epoch(state, config, run):
     ep, spe = int(state.epoch), run.steps_per_epoch
     bar = progress.ProgressBar(spe, title=f"epoch {ep + 1}/{config.num_epochs}",
                                items_per_update=config.batch_size, mode=config.progress,
@@ -179,15 +193,18 @@ def train_epoch(state, config, run):
         epoch_end = min(epoch_end, config.max_steps)
     while at < epoch_end:
         count, read_at = _next_call(at, epoch_end, config)
+        count = run.profiler.clip(at, count)
         try:
-            pending.append(run.train_step(run.train_iter,
-                                          tf.constant(float(bool(run.stopper.requested))),
-                                          tf.constant(count, tf.int32)))
+            with run.profiler.step(at, count):
+                pending.append(run.train_step(run.train_iter,
+                                              tf.constant(float(bool(run.stopper.requested))),
+                                              tf.constant(count, tf.int32)))
         except tf.errors.DataLossError:
             if count == 1 and at > 0:  # the failed call applied no step: keep those done
                 save(state, run)
             raise
         at += count
+        run.profiler.after(at, pending[-1])
         state.step.assign(at)
         in_epoch = at - ep * spe
         stop_all = 0.0

@@ -41,7 +41,9 @@ class Reporter:
     def __init__(self, workdir):
         os.makedirs(workdir, exist_ok=True)
         self.workdir = workdir
-        self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+        # `tensorboard --logdir` here; the profiler's traces go here too (profile.py).
+        self.tensorboard_dir = os.path.join(workdir, "tensorboard")
+        self.writer = tf.summary.create_file_writer(self.tensorboard_dir)
 
     def event(self, kind, step, **values):
         """One JSON line and one TensorBoard scalar per numeric value (`kind/name`)."""

@@ -26,7 +26,7 @@ from keras_alexnet import config as config_lib
 from keras_alexnet import progress
 from keras_alexnet.config import ConfigError
 from keras_alexnet.data import layout
-from keras_alexnet.training import checkpoint_save, distribute, loop, reporting, steps
+from keras_alexnet.training import checkpoint_save, distribute, loop, profile, reporting, steps
 from keras_alexnet.training import workdir as workdir_lib
 # Raised by the loop; cli/train.py and study/runner.py catch it as train.NonFiniteLossError.
 from keras_alexnet.training.loop import NonFiniteLossError  # noqa: F401
@@ -241,9 +241,12 @@ def prepare_run(state, config, strategy, stats, workdir, reporter, stopper=None)
                                        weight_decay=config.optimizer.weight_decay,
                                        jit_compile=config.jit_compile)
     eval_step = steps.make_eval_step(state.model, strategy, num_classes=config.model.num_classes)
+    # Only the chief keeps a trace; every worker cuts its calls at the window's edges.
+    profiler = profile.Profiler.from_config(
+        config, reporter.tensorboard_dir if distribute.is_chief(strategy) else None)
     return loop.Run(workdir, reporter, stopper or _Stopper(), strategy,
                num_train_examples(config, stats) // config.batch_size, train_step,
-               iter(train_ds), eval_step, eval_ds)
+               iter(train_ds), eval_step, eval_ds, profiler)
 
 
 def _explain_data_loss(error, config):

@@ -49,7 +49,8 @@ _SAVED_EVENTS = ("checkpoint", "eval", "preempted")
 # Fields a resumed run may change without becoming a different run: how long
 # it goes on, how it logs and saves, and which machines it runs on.
 RESUMABLE_CHANGES = ("num_epochs", "log_every_steps", "progress", "checkpoint", "distribution",
-                     "eval", "steps_per_loop", "jit_compile", "max_steps", "fused_lrn")
+                     "eval", "steps_per_loop", "jit_compile", "max_steps", "fused_lrn",
+                     "profile_steps")
 
 
 class WorkdirError(ConfigError):
