@@ -1,6 +1,8 @@
 """config.profile_steps (training/profile.py): a profiler trace of the window's steps only."""
 import glob
+import json
 import os
+import types
 
 import pytest
 import tensorflow as tf
@@ -77,28 +79,39 @@ class _FakeProfiler:
 
 
 def _simulate(profiler, total, steps_per_loop):
-    """The loop's calls (first step, steps) over `total` steps, through the profiler's hooks."""
+    """The loop's calls over `total` steps through the profiler's hooks, as loop.train_epoch
+    makes them: (first step, steps, "alone" for a call without the in-graph loop)."""
     calls, at = [], 0
     while at < total:
         count = profiler.clip(at, min(steps_per_loop, total - at))
         with profiler.step(at, count):
-            calls.append((at + 1, count))
+            calls.append((at + 1, count) + (("alone",) if profiler.one_step(at) else ()))
         at += count
         profiler.after(at, [tf.constant(0.0)])
     profiler.stop()
     return calls
 
 
-def test_only_the_window_s_calls_are_traced(monkeypatch):
+def test_only_the_window_s_steps_are_traced_each_alone(monkeypatch):
     fake = _FakeProfiler(monkeypatch)
     calls = _simulate(profile.Profiler((6, 9), "/tb"), 14, steps_per_loop=4)
-    # Calls are cut at the window's edges: steps 6-9 are exactly the traced calls'.
-    assert calls == [(1, 4), (5, 1), (6, 4), (10, 4), (14, 1)]
-    assert fake.log == [("start", "/tb"), ("step", 6), ("stop",)]
+    # Calls of 4 steps up to step 4; the step before the window (5, untraced: the loop-free
+    # step's tracing) and the window's run alone; calls of 4 steps again from step 10.
+    assert calls == [(1, 4), (5, 1, "alone"), (6, 1, "alone"), (7, 1, "alone"),
+                     (8, 1, "alone"), (9, 1, "alone"), (10, 4), (14, 1)]
+    assert fake.log == [("start", "/tb"), ("step", 6), ("step", 7), ("step", 8), ("step", 9),
+                        ("stop",)]
 
     fake.log.clear()
-    calls = _simulate(profile.Profiler((3, 4), "/tb"), 8, steps_per_loop=1)
-    assert fake.log == [("start", "/tb"), ("step", 3), ("step", 4), ("stop",)]
+    calls = _simulate(profile.Profiler((1, 2), "/tb"), 5, steps_per_loop=1)
+    assert calls == [(1, 1, "alone"), (2, 1, "alone"), (3, 1), (4, 1), (5, 1)]
+    assert fake.log == [("start", "/tb"), ("step", 1), ("step", 2), ("stop",)]
+
+
+def test_without_a_window_nothing_changes(monkeypatch):
+    fake = _FakeProfiler(monkeypatch)
+    assert _simulate(profile.Profiler(), 9, steps_per_loop=4) == [(1, 4), (5, 4), (9, 1)]
+    assert fake.log == []
 
 
 def test_a_window_past_the_end_is_stopped_and_one_after_it_never_starts(monkeypatch):
@@ -106,7 +119,8 @@ def test_a_window_past_the_end_is_stopped_and_one_after_it_never_starts(monkeypa
     _simulate(profile.Profiler((7, 100), "/tb"), 8, steps_per_loop=1)
     assert fake.log == [("start", "/tb"), ("step", 7), ("step", 8), ("stop",)]
     fake.log.clear()
-    _simulate(profile.Profiler((9, 12), "/tb"), 8, steps_per_loop=3)
+    assert _simulate(profile.Profiler((10, 12), "/tb"), 8, steps_per_loop=3) == [
+        (1, 3), (4, 3), (7, 2)]  # cut before step 9, the step before the window
     assert fake.log == []
 
 
@@ -124,9 +138,10 @@ def test_a_resumed_run_traces_only_the_window_s_remaining_steps(monkeypatch):
 
 def test_a_worker_without_a_logdir_cuts_its_calls_the_same_but_traces_nothing(monkeypatch):
     fake = _FakeProfiler(monkeypatch)
-    assert _simulate(profile.Profiler((6, 9), None), 14, 4) == [(1, 4), (5, 1), (6, 4), (10, 4),
-                                                                   (14, 1)]
-    assert fake.log == []
+    assert _simulate(profile.Profiler((6, 9), None), 14, 4) == _simulate(
+        profile.Profiler((6, 9), "/tb"), 14, 4)
+    assert fake.log == [("start", "/tb"), ("step", 6), ("step", 7), ("step", 8), ("step", 9),
+                        ("stop",)]  # the second Profiler's trace only
 
 
 # -- end to end: bin/train's loop writes the trace where TensorBoard's profile plugin reads it --
@@ -152,6 +167,24 @@ def _sessions(workdir):
     return sessions
 
 
+def _profile_tab(logdir):
+    """(runs, tools of the first, the input-pipeline analyser's step rows) as TensorBoard's
+    profile plugin (xprof, what tensorboard-plugin-profile installs) finds and reads them."""
+    from etils import epath
+    from xprof import profile_plugin
+    from xprof.convert import raw_to_tool_data
+    context = types.SimpleNamespace(logdir=logdir, data_provider=None,
+                                    flags=types.SimpleNamespace(master_tpu_unsecure_channel=""))
+    plugin = profile_plugin.ProfilePlugin(context)
+    runs = list(plugin.generate_runs())
+    tools = plugin.run_tools_imp(runs[0]) if runs else []
+    files = glob.glob(os.path.join(logdir, "plugins", "profile", runs[0], "*.xplane.pb"))
+    data, _ = raw_to_tool_data.xspace_to_tool_data([epath.Path(f) for f in files],
+                                                   "input_pipeline_analyzer", {})
+    steps = [row["c"][0]["v"] for row in json.loads(data)[1]["rows"]]  # the step-time table
+    return runs, tools, steps
+
+
 def test_a_run_traces_the_window_and_a_resume_past_it_does_not(data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     result = train.train_and_evaluate(
@@ -159,6 +192,12 @@ def test_a_run_traces_the_window_and_a_resume_past_it_does_not(data_dir, tmp_pat
     assert result["status"] == "done"
     sessions = _sessions(workdir)
     assert list(sessions.values()) == [[2, 3]]  # one trace, steps 2 and 3 only
+    # `tensorboard --logdir WORKDIR/tensorboard`'s Profile tab lists it, and its analysers
+    # see the two steps (the step markers), so the step-time graph and input share have them.
+    runs, tools, steps = _profile_tab(os.path.join(workdir, "tensorboard"))
+    assert runs == list(sessions)
+    assert {"overview_page", "input_pipeline_analyzer"} <= set(tools)
+    assert steps == ["train 2", "train 3"]
     longer = train.train_and_evaluate(
         tiny_config(data_dir, {"num_epochs": 2, "profile_steps": (2, 3)}), workdir)
     assert longer["step"] == 2 * STEPS_PER_EPOCH
@@ -169,9 +208,14 @@ def test_a_window_past_the_run_s_end_is_stopped_and_no_window_traces_nothing(dat
     workdir = str(tmp_path / "long")
     config = tiny_config(data_dir, {"num_epochs": 2, "steps_per_loop": 2, "profile_steps": (5, 100)})
     assert train.train_and_evaluate(config, workdir)["status"] == "done"
-    # Across the epoch's end (step 6), one trace to the last step: calls of 2 steps, each
-    # marked with its first step's number (5-6, 7-8, ...); none before step 5.
-    assert list(_sessions(workdir).values()) == [[5, 7, 9, 11]]
+    # Across the epoch's end (step 6), one trace to the last step, a marker a step; none
+    # before step 5 (steps_per_loop=2 before the window).
+    sessions = _sessions(workdir)
+    assert list(sessions.values()) == [[5, 6, 7, 8, 9, 10, 11, 12]]
+    runs, _, steps = _profile_tab(os.path.join(workdir, "tensorboard"))
+    # The analyser (xprof 2.24) leaves out a longer trace's first and last steps.
+    assert runs == list(sessions)
+    assert set(range(6, 12)) <= {int(s.split()[1]) for s in steps} <= set(range(5, 13))
     plain = str(tmp_path / "plain")
     assert train.train_and_evaluate(tiny_config(data_dir, {"num_epochs": 1}), plain)["status"] \
         == "done"

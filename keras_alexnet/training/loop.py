@@ -194,11 +194,13 @@ def _train_epoch(state, config, run):
     while at < epoch_end:
         count, read_at = _next_call(at, epoch_end, config)
         count = run.profiler.clip(at, count)
+        # A profiled step runs alone, without the step's in-graph loop (profile.py says why).
+        num_steps = None if run.profiler.one_step(at) else tf.constant(count, tf.int32)
         try:
             with run.profiler.step(at, count):
                 pending.append(run.train_step(run.train_iter,
                                               tf.constant(float(bool(run.stopper.requested))),
-                                              tf.constant(count, tf.int32)))
+                                              num_steps))
         except tf.errors.DataLossError:
             if count == 1 and at > 0:  # the failed call applied no step: keep those done
                 save(state, run)

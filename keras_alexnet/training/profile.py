@@ -10,11 +10,14 @@ dependency) finds it, beside the run's scalars:
 
 Steps are counted from 1 (the step counter after the step trained). The trace starts just
 before the call of the train step that trains the window's first step and stops once the
-last step's results are back on the host (so a GPU's queued work is in it); a call of
-config.steps_per_loop steps is cut at the window's edges, so no step outside it is traced.
-Each call runs inside `tf.profiler.experimental.Trace("train", step_num=..., _r=1)`: the
-step markers the Profile tab's overview page (step-time graph) and input-pipeline analyser
-read. A window across an epoch's end holds that epoch's validation pass too; one reaching
+last step's results are back on the host (so a GPU's queued work is in it). Each step of
+the window is a call of its own, inside `tf.profiler.experimental.Trace("train",
+step_num=..., _r=1)`: the step markers the Profile tab's overview page (step-time graph)
+and input-pipeline analyser read. Those calls run the train step without its in-graph loop
+(num_steps=None, steps.make_train_step): the analysers do not attribute ops run inside a
+tf.while_loop to the marker around it (a trace of the looped step gives "No step time
+measured"). The step before the window runs that way too, untraced, so that tracing and
+compiling it stay out of the window; calls of config.steps_per_loop steps resume after it. A window across an epoch's end holds that epoch's validation pass too; one reaching
 past the run's last step (or cut short by a signal, max_steps or an error) is stopped when
 training stops, before the final evaluation. A resumed run traces only the window's steps it
 has still to train. Only the chief writes a trace (the other workers' would be deleted with
@@ -48,15 +51,20 @@ class Profiler:
         # A config rebuilt from an older run's config.json may lack the field: no trace.
         return cls(config_lib.profile_window(config.get("profile_steps", ())), logdir)
 
+    def one_step(self, at):
+        """True when the call of step at + 1 is a step alone, without the in-graph loop: a step
+        of the window or the one before it (module docstring)."""
+        return self.window is not None and self.window[0] - 1 <= at + 1 <= self.window[1]
+
     def clip(self, at, count):
-        """The steps of the next call (at + 1 ...), cut so it does not cross the window's edges."""
+        """The steps of the next call (at + 1 ...): 1 for one_step(at), else `count` cut so
+        that the call ends before the step before the window (or starts after the window)."""
         if self.window is None:
             return count
-        first, last = self.window
-        for edge in (first - 1, last):  # a call ends at one of them, never runs across it
-            if at < edge < at + count:
-                count = edge - at
-        return count
+        if self.one_step(at):
+            return 1
+        edge = self.window[0] - 2  # the last step before the ones run alone
+        return edge - at if at < edge < at + count else count
 
     def step(self, at, count):
         """A context for the call of steps at + 1 .. at + count: starts the trace at the window's
