@@ -76,3 +76,10 @@ def test_reader_reads_every_field_of_the_message(tmp_path):
         "num_batch_threads": 8, "thread_pool_name": "batch", "allowed_batch_sizes": [32, 64, 128],
         "pad_variable_length_inputs": True, "enable_large_batch_splitting": True,
         "max_execution_batch_size": 64}
+
+
+def test_the_model_card_says_how_to_turn_batching_on(tiny_export):
+    with open(export_folder.card_path(tiny_export["path"])) as f:
+        card = f.read()
+    assert "`--enable_batching --batching_parameters_file=FILE`" in card
+    assert f"`{export_folder.BATCHING_FILENAME}` beside this card" in card

@@ -210,5 +210,8 @@ def model_card(signatures, metadata, *, synsets, class_names, model_name, versio
             "REST by hand: `POST /v1/models/" + model_name + ":predict` with "
             '`{"instances": [{"b64": "<base64 of the file>"}]}` (add `"signature_name": '
             '"ten_crop"` for the ten patches). TF Serving replays `tf_serving_warmup_requests` '
-            "beside this card before it answers.", ""]
+            "beside this card before it answers. To merge concurrent requests into batches, add "
+            "`--enable_batching --batching_parameters_file=FILE` to its command line, FILE a "
+            "copy of `batching_parameters.txt` beside this card (its comments say what to "
+            "change for a CPU or a GPU host).", ""]
     return "\n".join(out)
