@@ -69,7 +69,8 @@ def test_reader_reads_every_field_of_the_message(tmp_path):
     path.write_text("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 5000 }\n"
                     "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 8 }\n"
                     "thread_pool_name { value: 'batch' }\nallowed_batch_sizes: [32, 64, 128]\n"
-                    "pad_variable_length_inputs: true\nenable_large_batch_splitting { value: true }\n"
+                    "pad_variable_length_inputs: true\n"
+                    "enable_large_batch_splitting { value: true }\n"
                     "max_execution_batch_size { value: 64 }\n")
     assert batching.read_batching_parameters(str(path)) == {
         "max_batch_size": 128, "batch_timeout_micros": 5000, "max_enqueued_batches": 100,

@@ -206,7 +206,8 @@ def test_a_run_traces_the_window_and_a_resume_past_it_does_not(data_dir, tmp_pat
 
 def test_a_window_past_the_run_s_end_is_stopped_and_no_window_traces_nothing(data_dir, tmp_path):
     workdir = str(tmp_path / "long")
-    config = tiny_config(data_dir, {"num_epochs": 2, "steps_per_loop": 2, "profile_steps": (5, 100)})
+    config = tiny_config(data_dir, {"num_epochs": 2, "steps_per_loop": 2,
+                                    "profile_steps": (5, 100)})
     assert train.train_and_evaluate(config, workdir)["status"] == "done"
     # Across the epoch's end (step 6), one trace to the last step, a marker a step; none
     # before step 5 (steps_per_loop=2 before the window).

@@ -17,12 +17,14 @@ and input-pipeline analyser read. Those calls run the train step without its in-
 (num_steps=None, steps.make_train_step): the analysers do not attribute ops run inside a
 tf.while_loop to the marker around it (a trace of the looped step gives "No step time
 measured"). The step before the window runs that way too, untraced, so that tracing and
-compiling it stay out of the window; calls of config.steps_per_loop steps resume after it. A window across an epoch's end holds that epoch's validation pass too; one reaching
-past the run's last step (or cut short by a signal, max_steps or an error) is stopped when
+compiling it stay out of the window; calls of config.steps_per_loop steps resume after it.
+
+A window across an epoch's end holds that epoch's validation pass too; one reaching past
+the run's last step (or cut short by a signal, max_steps or an error) is stopped when
 training stops, before the final evaluation. A resumed run traces only the window's steps it
 has still to train. Only the chief writes a trace (the other workers' would be deleted with
-their scratch folders), but every worker cuts its calls at the window's edges, as the
-workers of a cluster must run the same steps per call.
+their scratch folders), but every worker runs the same calls (steps alone, loops cut at the
+same steps), as the workers of a cluster must.
 """
 import contextlib
 
