@@ -241,7 +241,7 @@ def prepare_run(state, config, strategy, stats, workdir, reporter, stopper=None)
                                        weight_decay=config.optimizer.weight_decay,
                                        jit_compile=config.jit_compile)
     eval_step = steps.make_eval_step(state.model, strategy, num_classes=config.model.num_classes)
-    # Only the chief keeps a trace; every worker cuts its calls at the window's edges.
+    # Only the chief keeps a trace; every worker makes the same calls (profile.py).
     profiler = profile.Profiler.from_config(
         config, reporter.tensorboard_dir if distribute.is_chief(strategy) else None)
     return loop.Run(workdir, reporter, stopper or _Stopper(), strategy,
