@@ -121,6 +121,24 @@ def test_make_dataset_through_the_service_yields_the_local_examples(shards, two_
     assert images.shape[1:] == (32, 32, 3) and np.isfinite(images.numpy()).all()
 
 
+def test_two_trainers_of_one_job_see_each_example_once_between_them(shards, two_workers):
+    """The input pipelines of a multi-worker run: the same dataset and job name, read apart."""
+    pattern = os.path.join(os.path.dirname(shards[0]), "train-*")
+    trainers = [iter(input_pipeline.make_dataset(
+        pattern, 4, True, stats=None, image_size=32, stored_size=40, seed=5, repeat=False,
+        drop_remainder=False, normalization="channel", data_service=two_workers,
+        service_job=service.job_name("/runs/shared", 0))) for _ in range(2)]
+    seen = [[], []]
+    while trainers[0] or trainers[1]:  # in turns, as trainers in step would
+        for i, it in enumerate(trainers):
+            try:
+                seen[i] += next(it)[1].numpy().tolist() if it else []
+            except StopIteration:
+                trainers[i] = None
+    assert sorted(seen[0] + seen[1]) == list(range(NUM_RECORDS))
+    assert seen[0] and seen[1]
+
+
 def test_the_evaluation_pipeline_stays_local(shards):
     """An address nothing answers at: evaluation never contacts it."""
     config = {"input": {"data_dir": os.path.dirname(shards[0]), "label_offset": 0,

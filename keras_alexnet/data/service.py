@@ -25,9 +25,10 @@ per epoch. What that means:
 - Resume: as locally, the resumed run starts a new job (job_name: the workdir and the
   step it starts from) whose pipeline is seeded with config.seed + that step; the position
   in the old job is not kept, so the interrupted epoch is not finished example by example.
-  The old job's workers stop when the dispatcher drops it (job_gc_timeout, minutes). A run
-  restarted from the same checkpoint while the dispatcher still holds that step's job
-  joins it and continues its stream.
+  The old job's workers stop when the dispatcher drops it (after its job_gc_timeout, the
+  runtime's default). A run restarted from the same checkpoint while the dispatcher still
+  holds that step's job joins it and continues its stream (tf.data's rule for a job name;
+  not tested here).
 - Multi-worker training: every trainer builds the same dataset (the whole file list, the
   same seed) and reads from one job (the same name): together the trainers see each
   example once per epoch, but a trainer's share is whatever batches it takes first, not a
