@@ -36,6 +36,7 @@ per epoch. What that means:
   input_context). The trainers must name the workdir and the data by the same paths, and
   the data must be readable at config.input.data_dir's path on every service worker.
 """
+import errno
 import os
 import socket
 
@@ -120,12 +121,17 @@ def check_port(port, flag="--port"):
         raise DataServiceError(f"{flag}={port}: not a port number (0-65535)")
     if port == 0:
         return
-    with socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET) as probe:
+    # gRPC would share a port in use (SO_REUSEPORT) and say nothing. IPv6's wildcard also
+    # covers IPv4 where both are on; IPv4 alone on a host without IPv6.
+    for family, wildcard in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
         try:
-            probe.bind(("", port))  # gRPC would share a port in use (SO_REUSEPORT) and say nothing
+            with socket.socket(family) as probe:
+                probe.bind((wildcard, port))
+            return
         except OSError as e:
-            raise DataServiceError(f"{flag}={port}: the port is in use on this host "
-                                   f"({e.strerror}); choose another") from None
+            if e.errno == errno.EADDRINUSE:
+                raise DataServiceError(f"{flag}={port}: the port is in use on this host; "
+                                       "choose another") from None
 
 
 def start_dispatcher(port, work_dir=""):
