@@ -24,10 +24,14 @@ PER_FILE = 2
 NUM_RECORDS = NUM_FILES * PER_FILE
 
 
+WORKERS = {}  # a fixture's address -> its WorkerServers
+
+
 def _servers(num_workers):
     dispatcher = service.start_dispatcher(0)
     target = f"localhost:{service.bound_port(dispatcher)}"
     workers = [service.start_worker(target, host="localhost") for _ in range(num_workers)]
+    WORKERS[service.SCHEME + target] = workers
     return dispatcher, workers, service.SCHEME + target
 
 
@@ -154,11 +158,19 @@ def demo_data(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_tiny_training_through_the_service_trains_and_resumes_locally(demo_data, one_worker,
-                                                                       tmp_path):
-    workdir = str(tmp_path / "run")
+def test_a_tiny_training_through_the_service_trains_and_resumes_locally(demo_data, tmp_path):
+    dispatcher, [worker], one_worker = _servers(1)  # its own: the worker's tasks are the run's
+    try:
+        _train_through(demo_data, one_worker, worker, str(tmp_path / "run"))
+    finally:
+        worker.stop()
+        dispatcher.stop()
+
+
+def _train_through(demo_data, one_worker, worker, workdir):
     config = fx.tiny_config(demo_data, {"num_epochs": 1, "input.data_service": one_worker})
     result = train.train_and_evaluate(config, workdir)
+    assert worker._num_tasks() == 1  # the run's job ran on the service's worker
     assert result["status"] == "done" and result["step"] == 6  # 48 images, batches of 8
     losses = [e["loss"] for e in fx.read_events(workdir, "train")]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
@@ -210,6 +222,17 @@ def test_training_refuses_a_missing_dispatcher_before_building_anything(demo_dat
     config = fx.tiny_config(demo_data, {"input.data_service": address})
     with pytest.raises(ConfigError, match="config.input.data_service"):
         train.check_data(config)
+
+
+def test_training_warns_of_a_dispatcher_without_workers(demo_data, capsys):
+    dispatcher = service.start_dispatcher(0)
+    try:
+        target = f"localhost:{service.bound_port(dispatcher)}"
+        train.check_data(fx.tiny_config(demo_data, {"input.data_service": "grpc://" + target}))
+        assert f"no tf.data worker has registered with the dispatcher at {target}" \
+            in capsys.readouterr().err
+    finally:
+        dispatcher.stop()
 
 
 @pytest.mark.parametrize("address", ["localhost", "http://localhost:5050", "grpc://:5050",

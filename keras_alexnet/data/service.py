@@ -94,9 +94,13 @@ def check_dispatcher(address, name, timeout=DISPATCHER_TIMEOUT_S):
 
 
 def num_workers(target, timeout=DISPATCHER_TIMEOUT_S):
-    """How many workers have registered with the dispatcher at 'host:port'."""
+    """How many workers have registered with the dispatcher at 'host:port' (None: it did not
+    answer)."""
     from google.protobuf import empty_pb2, unknown_fields
-    response = empty_pb2.Empty.FromString(_call(target, _GET_WORKERS, timeout))
+    try:
+        response = empty_pb2.Empty.FromString(_call(target, _GET_WORKERS, timeout))
+    except grpc.RpcError:
+        return None
     # GetWorkersResponse: `repeated WorkerInfo workers = 1`, read without its proto module.
     return sum(1 for field in unknown_fields.UnknownFieldSet(response) if field.field_number == 1)
 
