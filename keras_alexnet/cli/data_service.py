@@ -23,7 +23,7 @@ from keras_alexnet.cli import run_app  # noqa: E402
 _PORT = flags.DEFINE_integer("port", 0, "The port to serve on (0: any free one, printed).")
 _WORK_DIR = flags.DEFINE_string(
     "work_dir", "", "dispatcher: a folder for its state, so that a dispatcher restarted with the "
-    "same --port and --work_dir carries on its jobs.")
+    "same --port and --work_dir carries on its jobs (tf.data's fault-tolerant mode; not tested here).")
 _DISPATCHER = flags.DEFINE_string("dispatcher", "", "worker: the dispatcher's HOST:PORT.")
 _HOST = flags.DEFINE_string("host", "", "worker: the name the trainers reach this host by "
                             "(default: its host name).")

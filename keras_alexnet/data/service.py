@@ -141,7 +141,7 @@ def check_port(port, flag="--port"):
 def start_dispatcher(port, work_dir=""):
     """TensorFlow's DispatchServer on `port` (0: any), started; with work_dir, the
     dispatcher keeps its state there and a restarted one (same port and folder) carries on
-    its jobs (fault_tolerant_mode)."""
+    its jobs (fault_tolerant_mode; not tested here)."""
     check_port(port)
     import tensorflow as tf
     config = tf.data.experimental.service.DispatcherConfig(
