@@ -45,8 +45,9 @@ def _start(role):
         if _WORK_DIR.value and not os.access(_WORK_DIR.value, os.W_OK | os.X_OK):
             _fail(f"--work_dir={_WORK_DIR.value}: cannot write there")
         server = service.start_dispatcher(_PORT.value, _WORK_DIR.value)
-        print(f"tf.data dispatcher at {service.SCHEME}{socket.gethostname()}:{service.bound_port(server)}: "
-              "train with --config.input.data_service set to it", flush=True)
+        address = f"{service.SCHEME}{socket.gethostname()}:{service.bound_port(server)}"
+        print(f"tf.data dispatcher at {address}: train with --config.input.data_service set to it",
+              flush=True)
         return server
     if _WORK_DIR.value:
         _fail("--work_dir is the dispatcher's flag")

@@ -83,7 +83,8 @@ def check_data(config):
     data_checks.check_training_data(config)  # shard sets, empty splits, labels: before step 1
     if config.input.data_service:  # a sentence now rather than tf.data's hour of retries
         try:
-            target = service.check_dispatcher(config.input.data_service, "config.input.data_service")
+            target = service.check_dispatcher(config.input.data_service,
+                                              "config.input.data_service")
         except service.DataServiceError as e:
             raise ConfigError(str(e)) from None
         if service.num_workers(target) == 0:  # not an error: workers may start after the trainer
