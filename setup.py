@@ -4,7 +4,7 @@ import pathlib
 from setuptools import find_packages, setup
 
 PROGRAMS = ["make_tfrecords", "train", "evaluate", "export", "predict", "benchmark", "study", "report",
-            "first_steps", "import_weights"]
+            "first_steps", "import_weights", "data_service"]
 
 setup(
     name="keras_alexnet",

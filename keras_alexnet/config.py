@@ -64,6 +64,10 @@ def get_config():
         # 0: the number of training images recorded in stats.npz.
         num_train_examples=0,
         shuffle_buffer=10_000,
+        # A tf.data service dispatcher, grpc://HOST:PORT (bin/data_service): its workers read,
+        # decode and augment the training images (data/service.py says what changes: the
+        # processing mode, determinism, resume). Empty: this host's CPUs, as always.
+        data_service="",
         # Demo data only (used when data_dir is empty).
         demo_images_per_class=0,
         demo_image_size=0,

@@ -10,13 +10,15 @@ preprocessed images (preprocessing.py) and int32 labels, in four stages:
 from_input_config is make_dataset with a run's config.input and config.model: the
 trainer, bin/evaluate, bin/report and first_steps read their data through it. A pass
 that needs the records themselves in make_dataset's order (bin/report's neighbour
-images) reads them with read_records.
+images) reads them with read_records. With a tf.data service dispatcher (data_service),
+training's read and decode_and_augment run on the service's workers instead
+(service_records, then service.distribute): service.py says what changes.
 """
 import os
 
 import tensorflow as tf
 
-from keras_alexnet.data import layout, preprocessing
+from keras_alexnet.data import layout, preprocessing, service
 from keras_alexnet.data import stats as stats_lib
 
 # Training reads only what it needs: parsing fewer keys is measurably faster.
@@ -89,16 +91,18 @@ def read_records(files, training, *, input_context=None, seed=None, repeat=None,
 
 def decode_and_augment(records, training, *, stats=None, image_size=227, label_offset=0, seed=None,
                        ten_crop=False, normalization="mean_image", crop="paper",
-                       lighting_std=preprocessing.LIGHTING_STD, stored_size=None):
+                       lighting_std=preprocessing.LIGHTING_STD, stored_size=None, seeded=False):
     """(image, int32 label) of each serialized example: preprocess_for_train or _for_eval.
 
     In training each example gets its own stateless seed (Dataset.random is reproducible
-    when seeded): the worker's `seed`, as read_records got it.
+    when seeded): the worker's `seed`, as read_records got it; seeded=True: `records` are
+    already (serialized, seed) pairs (service_records').
     """
     deterministic = seed is not None or not training
     parse = lambda serialized: parse_example(serialized, label_offset)  # noqa: E731
     if training:
-        records = tf.data.Dataset.zip((records, tf.data.Dataset.random(seed=seed).batch(2)))
+        if not seeded:
+            records = tf.data.Dataset.zip((records, tf.data.Dataset.random(seed=seed).batch(2)))
 
         def process(serialized, example_seed):
             image_bytes, label = parse(serialized)
@@ -115,6 +119,39 @@ def decode_and_augment(records, training, *, stats=None, image_size=227, label_o
     return records.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
+def service_records(files, *, seed=None, shuffle_buffer=SHUFFLE_BUFFER, repeat=True):
+    """(serialized example, its stateless seed [2]) pairs, read where tf.data service runs them.
+
+    The service (service.PROCESSING_MODE) hands this dataset's source, the indices of
+    `files`, to its workers one at a time; each worker runs the rest on the files it gets:
+    their records interleaved, shuffled, repeated when the epoch's files run out (each
+    worker's epochs stay whole, as read_records' do). The files come in their sorted order
+    every epoch: a shuffle of them on a worker would draw every file into its buffer and
+    leave the other workers idle. An example's seed is the worker's Dataset.random pair at
+    its position (as decode_and_augment draws it locally) folded with the example's file
+    and record numbers: every worker runs the same graph and so draws the same stream; the
+    fold keeps the examples two workers hold at one position apart.
+    """
+    paths = tf.constant([str(f) for f in files])
+
+    def read(index):
+        records = tf.data.TFRecordDataset(tf.gather(paths, index), buffer_size=8 << 20)
+        return records.enumerate().map(lambda number, serialized: (serialized, index, number))
+
+    ds = tf.data.Dataset.range(len(files)).interleave(
+        read, cycle_length=min(len(files), 16), block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat() if repeat else ds
+    fold = tf.random.experimental.stateless_fold_in
+
+    def with_seed(record, draw):
+        serialized, index, number = record
+        return serialized, fold(fold(draw, index), number)
+
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2))).map(with_seed)
+
+
 def batch(examples, batch_size, drop_remainder):
     """Batches, prefetched; drop_remainder (training) keeps the shape static for the compiled step."""
     return examples.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
@@ -124,7 +161,7 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
                  input_context=None, seed=None, ten_crop=False, repeat=None,
                  normalization="mean_image", crop="paper", drop_remainder=None,
                  shuffle_buffer=SHUFFLE_BUFFER, lighting_std=preprocessing.LIGHTING_STD,
-                 stored_size=None):
+                 stored_size=None, data_service="", service_job=None):
     """Batches of (images float32 [B, S, S, 3] (or [B, 10, S, S, 3] with ten_crop), labels int32 [B]).
 
     batch_size is the batch this dataset yields: under tf.distribute pass
@@ -134,17 +171,30 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
     resized to it first); by default the mean image's, 256 without stats.
     seed makes the order and every augmentation reproducible. Evaluation
     (training=False, repeat=False) yields every example exactly once, in order.
+    data_service (training only): a tf.data service dispatcher's address; its workers read,
+    decode, augment and batch (service_records), every input pipeline of a multi-worker
+    run taking its batches from the one job `service_job` names (service.py).
     """
     if isinstance(stats, (str, os.PathLike)):
         stats = stats_lib.load_stats(stats)
-    seed = _worker(input_context, seed)[2]
-    records = read_records(list_shards(file_pattern), training, input_context=input_context,
-                           seed=seed, repeat=repeat, shuffle_buffer=shuffle_buffer)
+    through_service = bool(data_service) and training
+    # One job for every input pipeline: the same dataset on each, so the same seed.
+    seed = seed if through_service else _worker(input_context, seed)[2]
+    if through_service:
+        records = service_records(list_shards(file_pattern), seed=seed,
+                                  shuffle_buffer=shuffle_buffer, repeat=repeat is not False)
+    else:
+        records = read_records(list_shards(file_pattern), training, input_context=input_context,
+                               seed=seed, repeat=repeat, shuffle_buffer=shuffle_buffer)
     examples = decode_and_augment(
         records, training, stats=stats, image_size=image_size, label_offset=label_offset,
         seed=seed, ten_crop=ten_crop, normalization=normalization, crop=crop,
-        lighting_std=lighting_std, stored_size=stored_size)
-    return batch(examples, batch_size, training if drop_remainder is None else drop_remainder)
+        lighting_std=lighting_std, stored_size=stored_size, seeded=through_service)
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    if through_service:
+        batches = examples.batch(batch_size, drop_remainder=drop_remainder)
+        return service.distribute(batches, data_service, service_job).prefetch(tf.data.AUTOTUNE)
+    return batch(examples, batch_size, drop_remainder)
 
 
 _DATA_STATS = "the data folder's stats.npz"  # from_input_config's default stats
@@ -156,16 +206,17 @@ def from_input_config(config, split, batch_size, training, *, data_dir=None, fil
 
     config: the run's config (a ConfigDict, or config.json's dict: fields it lacks take
     make_dataset's defaults); its input.data_dir, input.label_offset, input.normalization
-    and, in training, input.crop, input.lighting_std and input.shuffle_buffer; the
+    and, in training, input.crop, input.lighting_std, input.shuffle_buffer and
+    input.data_service (evaluation stays local); the
     network's model.image_size. data_dir: instead of config.input.data_dir (a moved run,
     the demo data); file_pattern: other shards than the split's (bin/evaluate --data);
     stats: instead of the data folder's stats.npz (None: no mean, no lighting). kwargs: make_dataset's input_context,
-    seed, ten_crop, repeat, drop_remainder.
+    seed, ten_crop, repeat, drop_remainder, service_job.
     """
     input_config = config["input"]
     data_dir = data_dir or input_config["data_dir"]
     options = {key: input_config[key] for key in ("label_offset", "normalization")
-               + (("crop", "lighting_std", "shuffle_buffer") if training else ())
+               + (("crop", "lighting_std", "shuffle_buffer", "data_service") if training else ())
                if key in input_config}
     return make_dataset(file_pattern or layout.shard_pattern(data_dir, split), batch_size, training,
                         stats=stats_lib.load_stats(data_dir) if stats is _DATA_STATS else stats,

@@ -25,20 +25,20 @@ from absl import logging
 from keras_alexnet import config as config_lib
 from keras_alexnet import progress
 from keras_alexnet.config import ConfigError
-from keras_alexnet.data import layout
+from keras_alexnet.data import layout, service
 from keras_alexnet.training import checkpoint_save, distribute, loop, profile, reporting, steps
 from keras_alexnet.training import workdir as workdir_lib
 # Raised by the loop; cli/train.py and study/runner.py catch it as train.NonFiniteLossError.
 from keras_alexnet.training.loop import NonFiniteLossError  # noqa: F401
 
 
-def _make_datasets(config, strategy, stats, *, train_seed):
+def _make_datasets(config, strategy, stats, *, train_seed, service_job=None):
     from keras_alexnet.data import input_pipeline
 
     def train_fn(ctx):
         return input_pipeline.from_input_config(
             config, config.input.train_split, ctx.get_per_replica_batch_size(config.batch_size),
-            True, stats=stats, input_context=ctx, seed=train_seed)
+            True, stats=stats, input_context=ctx, seed=train_seed, service_job=service_job)
 
     def eval_fn(split, ten_crop):
         replicas = strategy.num_replicas_in_sync
@@ -81,6 +81,16 @@ def check_data(config):
                           f"stored images ({stats.mean_image.shape[0]} px, {stats_path})")
     from keras_alexnet.training import data_checks
     data_checks.check_training_data(config)  # shard sets, empty splits, labels: before step 1
+    if config.input.data_service:  # a sentence now rather than tf.data's hour of retries
+        try:
+            target = service.check_dispatcher(config.input.data_service,
+                                              "config.input.data_service")
+        except service.DataServiceError as e:
+            raise ConfigError(str(e)) from None
+        if service.num_workers(target) == 0:  # not an error: workers may start after the trainer
+            sys.stderr.write(f"warning: no tf.data worker has registered with the dispatcher at "
+                             f"{target} yet; training waits for one (bin/data_service worker "
+                             f"--dispatcher={target})\n")
     return stats
 
 
@@ -233,9 +243,11 @@ def prepare_run(state, config, strategy, stats, workdir, reporter, stopper=None)
     """The loop.Run of state from its current step: its data, its compiled steps, `reporter`
     and `stopper` (a _Stopper, not yet entered, by default)."""
     # A resumed run reshuffles from a seed that depends on where it resumes,
-    # so it does not replay the batches it already trained on.
+    # so it does not replay the batches it already trained on (through the tf.data
+    # service too: a job of its own, data/service.py).
     train_ds, eval_ds = _make_datasets(config, strategy, stats,
-                                       train_seed=config.seed + int(state.step))
+                                       train_seed=config.seed + int(state.step),
+                                       service_job=service.job_name(workdir, int(state.step)))
     train_step = steps.make_train_step(state.model, state.optimizer, strategy,
                                        global_batch_size=config.batch_size,
                                        weight_decay=config.optimizer.weight_decay,

@@ -84,7 +84,7 @@ LEGACY_MODEL_DEFAULTS = {
 }
 # The same for config.input and the top level: runs written before these fields had
 # today's defaults (make_tfrecords' storage, no fine-tuning).
-LEGACY_INPUT_DEFAULTS = {"resize": "shorter_side", "jpeg_reencode": True}
+LEGACY_INPUT_DEFAULTS = {"resize": "shorter_side", "jpeg_reencode": True, "data_service": ""}
 LEGACY_TOP_DEFAULTS = {"init_from": "", "init_from_skip": [], "freeze": []}
 
 
@@ -187,6 +187,7 @@ def _comparable(config_dict):
         input_config["data_dir"] = ""
     elif locking.is_local(input_config["data_dir"]):
         input_config["data_dir"] = os.path.realpath(input_config["data_dir"])
+    input_config.pop("data_service", None)  # where the images are decoded: the same run
     return _without(config_dict, RESUMABLE_CHANGES)
 
 
