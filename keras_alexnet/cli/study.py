@@ -44,6 +44,10 @@ _EVAL_TRAIN = flags.DEFINE_bool(
     "(evaluation mode) for the dropout claim's training error.")
 _TRAIN = flags.DEFINE_bool("train", True, "Train what is not finished; --notrain only rewrites "
                            "the table from the runs on disk.")
+_RETABULATE = flags.DEFINE_bool(
+    "retabulate", False, "Rewrite OUT/study.json and study.md from the per-run numbers the "
+    "existing OUT/study.json holds (no runs/ needed, e.g. docs/study); figure1.png is kept. "
+    "The config, --variants and --seeds are then study.json's own.")
 flags.mark_flags_as_required(["out"])
 
 
@@ -66,6 +70,10 @@ def main(argv):
     from keras_alexnet import config as config_lib
     from keras_alexnet.study import runner
     try:
+        if _RETABULATE.value:
+            runner.retabulate(_OUT.value)
+            print(f"table rewritten in {_OUT.value}")
+            return
         _, failed, interrupted = runner.run_study(
             _CONFIG.value, _OUT.value, _VARIANTS.value, seeds, thresholds=thresholds,
             eval_train_split=_EVAL_TRAIN.value, train=_TRAIN.value,
