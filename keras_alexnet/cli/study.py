@@ -10,9 +10,17 @@ Re-running the same command resumes: finished runs are kept, interrupted ones re
 their checkpoint. --notrain rewrites the table from what is on disk.
 
 Variants: baseline, tanh (Sec. 3.1), no_lrn (3.3), non_overlapping_pool (3.4), one_tower
-and one_tower_half (3.2), no_lighting (4.1), no_dropout (4.2); ten crops vs the centre crop
-(Sec. 6) comes from the baseline runs. Each run takes as long as one bin/train of the
-config: 16 quick-recipe runs (the default) take about 4 hours on 2 idle cores.
+and one_tower_half (3.2), no_lighting (4.1), no_dropout (4.2), centre_crop_no_flip (4.1),
+no_weight_decay (5), no_conv4 (7); ten crops vs the centre crop (Sec. 6) comes from the
+baseline runs. Every difference gets a 95% interval over seeds and the smallest effect the
+seeds could detect (keras_alexnet/study/statistics.py). The regularizer claims need a
+baseline that overfits: --config=configs/imagenette_overfit.py (30 epochs); the table shows
+the baseline's train/validation gap and says whether it does. --retabulate rewrites the
+table of a study.json whose run folders are gone (docs/study).
+
+Each run takes as long as one bin/train of the config: a quick-recipe run (8 epochs) about
+4 minutes on 2 idle AVX-512-BF16 cores, so the default 11 variants x 2 seeds about
+1.5 hours, 3-4x that on AVX2-only float32.
 """
 import os
 import sys

@@ -19,10 +19,14 @@ interrupted one resumes from its latest checkpoint, as bin/train does. Ctrl-C or
 SIGTERM is passed on to the running training as SIGTERM, which saves a checkpoint
 before it stops.
 
-Duration: runs x one training. With the quick recipe (configs/imagenette.py, about
-15 minutes on 2 idle cores; 46 minutes on a busy shared machine, docs/RESULTS.md),
-the default 8 variants x 2 seeds are 16 runs: about 4 hours idle, up to 12 busy,
-plus about half a minute per run for the train-split evaluation.
+Duration: runs x one training, plus about half a minute per run for the train-split
+evaluation. With the quick recipe (configs/imagenette.py: about 4 minutes alone on 2
+AVX-512-BF16 cores, 3-4x that on AVX2-only float32, longer on a shared machine:
+docs/RESULTS.md) the default 11 variants x 2 seeds are 22 runs, about 1.5 hours idle;
+configs/imagenette_overfit.py (30 epochs) takes 3.75x as long a run.
+
+retabulate(OUT) rewrites the table from the per-run numbers of OUT/study.json alone (a
+study whose run folders are gone, as docs/study).
 """
 import json
 import os
