@@ -151,6 +151,7 @@ def test_summary_and_markdown_on_synthetic_runs(tmp_path):
     assert gap["variant_gap"]["mean"] == pytest.approx(0.311)
     assert gap["comparison"]["verdict"] == "holds"
     assert gap["train_comparison"]["difference"] == pytest.approx(0.02 - 0.201)
+    assert gap["train_events_comparison"] is None  # no_dropout's fake runs have no curve
     assert study["regime"]["num_epochs"] == 8 and study["regime"]["overfits"]
     assert study["regime"]["baseline_gap"]["mean"] == pytest.approx(0.10)
     # The same weights evaluated both ways: the paired test.
@@ -269,3 +270,23 @@ def test_a_study_folder_of_another_config_is_refused(tiny_study):
     other.optimizer.learning_rate = 0.5
     with pytest.raises(ConfigError, match="holds a run of a different config"):
         runner.run_study(other, out, ["baseline"], [0], stream=io.StringIO())
+
+
+def test_weight_decay_is_judged_on_the_training_error_with_the_papers_sign():
+    """Sec. 5: without decay the training error is expected higher (not lower, as without
+    dropout); both the train split in evaluation mode and the 'train' events are compared."""
+    curve = [(100, 1.0, 0.5), (200, 2.0, 0.40)]
+    higher = [(100, 1.0, 0.6), (200, 2.0, 0.55)]
+    runs = [_fake_run("baseline", s, (0.30 + s / 1000, 0.08, 0.28, 0.07), 0.20 + s / 1000,
+                      curve) for s in (0, 1, 2)] + \
+           [_fake_run("no_weight_decay", s, (0.31 + s / 1000, 0.09, 0.29, 0.08), 0.26 + s / 1000,
+                      higher) for s in (0, 1, 2)]
+    study = analysis.summarize(runs, ["baseline", "no_weight_decay"], [0.5])
+    gap = study["gaps"]["no_weight_decay"]
+    assert gap["train_comparison"]["expected_sign"] == +1
+    assert gap["train_comparison"]["difference"] == pytest.approx(0.06)
+    assert gap["train_comparison"]["verdict"] == "holds"
+    assert gap["train_events_comparison"]["difference"] == pytest.approx(0.15)
+    assert study["gaps"].keys() == {"no_weight_decay"}
+    text = table.markdown(study)
+    assert "| no_weight_decay | " in text and "training-split error (eval mode) minus" in text

@@ -223,7 +223,11 @@ def regularizer_gap(rows, variant):
                                   extra_rates=[_train_rate(rs) for rs in (base, mine)]),
             "train_comparison": compare(side(base, "train_split_top1_error"),
                                         side(mine, "train_split_top1_error"),
-                                        TRAIN_ERROR_SIGN.get(variant, -1), train_counts)}
+                                        TRAIN_ERROR_SIGN.get(variant, -1), train_counts),
+            # The same with dropout and augmentation on: the 'train' events' last epoch.
+            "train_events_comparison": compare(side(base, "train_top1_error_dropout_on"),
+                                               side(mine, "train_top1_error_dropout_on"),
+                                               TRAIN_ERROR_SIGN.get(variant, -1), train_counts)}
 
 
 def regime(rows, num_epochs=None):
