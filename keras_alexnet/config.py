@@ -19,7 +19,8 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 CLUSTER_RESOLVERS = ("auto", "tf_config", "slurm")
 NORMALIZATIONS = ("mean_image", "channel")
 RESIZES = ("shorter_side", "warp")
-CROPS = ("paper", "inception")
+# 'centre': the central patch, no random crop (the study's no-augmentation variant, Sec. 4.1).
+CROPS = ("paper", "inception", "centre")
 
 
 def get_config():
@@ -32,7 +33,9 @@ def get_config():
         name=model_lib.DEFAULT_BUILDER, num_classes=1000, image_size=227, towers=2, lrn=True,
         lrn_alpha=model_lib.LRN_ALPHA, lrn_bias=model_lib.LRN_BIAS, lrn_per_tower=True,
         overlapping_pool=True, activation="relu", dropout=0.5, dropout_scaling="paper",
-        width=1.0, fc_units=4096, init="paper", init_bias=1.0, seed=0))
+        width=1.0, fc_units=4096, init="paper", init_bias=1.0,
+        # "conv3" or "conv4": that middle layer left out (the study's depth variant, Sec. 7).
+        drop_conv="", seed=0))
 
     config.input = ml_collections.ConfigDict(dict(
         # Folder written by bin/make_tfrecords: shards, labels.txt, stats.npz.
@@ -59,6 +62,9 @@ def get_config():
         # its quality), so the export re-encodes each served image the same way before the
         # crop. False: they were stored as decoded pixels (Caffe's LMDB), no re-encode.
         jpeg_reencode=True,
+        # Training images mirrored at random (the paper's horizontal reflections); False with
+        # crop='centre' trains on the central patch only (Sec. 4.1's "without this scheme").
+        flip=True,
         # The std of the paper's PCA lighting coefficients a_i; 0 turns lighting off.
         lighting_std=0.1,
         # 0: the number of training images recorded in stats.npz.
@@ -187,8 +193,9 @@ def validate(config):
              f"unknown {config.input.crop!r}; one of {CROPS}")
     _require(config.input.resize in RESIZES, "input.resize",
              f"unknown {config.input.resize!r}; one of {RESIZES}")
-    _require(isinstance(config.input.jpeg_reencode, bool), "input.jpeg_reencode",
-             f"must be True or False, got {config.input.jpeg_reencode!r}")
+    for field in ("jpeg_reencode", "flip"):
+        _require(isinstance(config.input[field], bool), f"input.{field}",
+                 f"must be True or False, got {config.input[field]!r}")
     _require(isinstance(config.init_from, str), "init_from",
              f"must be a path (a run folder, a checkpoint or a .keras file), got {config.init_from!r}")
     for field in ("init_from_skip", "freeze"):
@@ -251,6 +258,10 @@ def _validate_model(model):
              f"{model.image_size} is below the minimum {model_lib.MIN_IMAGE_SIZE}")
     if "init" in model:
         _require(model.init in ("paper", "glorot"), "model.init", "must be 'paper' or 'glorot'")
+    if "drop_conv" in model:
+        _require(model.drop_conv in ("", *model_lib.DROPPABLE_CONVS), "model.drop_conv",
+                 f"must be '' (the paper's network) or one of {model_lib.DROPPABLE_CONVS}, "
+                 f"got {model.drop_conv!r}")
 
 
 def _get(config, dotted):

@@ -43,6 +43,13 @@ def logits_and_probabilities(logits_fn, images):
     return tf.reduce_mean(logits, axis=1), tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=1)
 
 
+def ensemble_probabilities(member_probabilities):
+    """[B, C]: the mean of several networks' class probabilities [B, C] (each already the mean
+    over its crops): the paper's ensembles (Sec. 6) average the softmax outputs."""
+    return tf.reduce_mean(tf.stack([tf.convert_to_tensor(p, tf.float32)
+                                    for p in member_probabilities]), axis=0)
+
+
 def top_k_hits(scores, labels, k):
     """bool [B]: whether each label is among the k highest of scores [B, C], ties counted as misses.
 

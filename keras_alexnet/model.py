@@ -47,6 +47,9 @@ MIN_IMAGE_SIZE = 67
 PAPER_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
 
 DROPOUT_SCALINGS = ("paper", "inverted")
+# The middle layers the paper's Section 7 says cannot be removed without losing ~2% top-1;
+# build_alexnet(drop_conv=...) leaves one out (the study's depth variant).
+DROPPABLE_CONVS = ("conv3", "conv4")
 
 
 def _initializers(name, init, seed, layer_index, init_bias=1.0):
@@ -66,7 +69,7 @@ def _initializers(name, init, seed, layer_index, init_bias=1.0):
 def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_alpha=LRN_ALPHA,
                   lrn_bias=LRN_BIAS, lrn_per_tower=True, overlapping_pool=True, activation="relu",
                   dropout=0.5, dropout_scaling="paper", width=1.0, fc_units=4096, init="paper",
-                  init_bias=1.0, seed=None, fused_lrn=True, name="alexnet"):
+                  init_bias=1.0, drop_conv="", seed=None, fused_lrn=True, name="alexnet"):
     """Builds the paper's AlexNet; every default is the paper's.
 
     Args:
@@ -97,6 +100,12 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
       init: 'paper' (weights N(0, 0.01^2), biases 1/0 per layer) or 'glorot'.
       init_bias: with init='paper', the bias of conv2, conv4, conv5, fc6 and fc7 (the
         paper's 1; Caffe's bvlc_alexnet needed 0.1).
+      drop_conv: "" (the paper's eight layers), "conv3" or "conv4": that middle layer left
+        out, to test the paper's Section 7 ("removing any of the middle layers results in a
+        loss of about 2% top-1"). Without conv4, conv5 takes conv3's 384 maps, as it took
+        conv4's: every remaining kernel keeps the paper's shape. Without conv3, conv4 takes
+        conv2's pooled 256 maps (128 a tower, its kernels 3x3x128 instead of 3x3x192). The
+        network then lacks that layer name (model.py's contract holds for the paper's).
       seed: makes the initialization and the dropout masks reproducible.
       fused_lrn: LRN in training as XLA kernels computing in float32 (fused_lrn.py, the same
         numbers, faster on CPU: docs/BENCHMARKS.md); False runs
@@ -104,7 +113,7 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
         tf.nn.local_response_normalization. Not a config.model field: it changes no weight
         and no result beyond float32 rounding (config.fused_lrn).
     """
-    _check_arguments(image_size, towers, activation, dropout_scaling)
+    _check_arguments(image_size, towers, activation, dropout_scaling, drop_conv)
 
     def filters(n):
         return max(towers, int(round(n * width / towers)) * towers)
@@ -138,9 +147,13 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
     x = pool("pool1")(lrn_layer("lrn1")(x) if lrn else x)
     x = tower_conv("conv2", 256, 5, activation=before_lrn)(x)
     x = pool("pool2")(lrn_layer("lrn2")(x) if lrn else x)
-    x = Float32GradConv2D(filters(384), 3, padding="same", activation=activation, name="conv3",
-                          **init_for("conv3"))(x)
-    x = tower_conv("conv4", 384, 3)(x)
+    conv3_init, conv4_init = init_for("conv3"), init_for("conv4")  # seeds as in the full network
+    if drop_conv != "conv3":
+        x = Float32GradConv2D(filters(384), 3, padding="same", activation=activation,
+                              name="conv3", **conv3_init)(x)
+    if drop_conv != "conv4":
+        x = TowerConv2D(filters(384), 3, towers=towers, activation=activation, name="conv4",
+                        **conv4_init)(x)
     x = tower_conv("conv5", 256, 3)(x)
     x = layers.Flatten(name="flatten")(pool("pool5")(x))
     x = layers.Dense(fc_units, activation=activation, name="fc6", **init_for("fc6"))(x)
@@ -158,7 +171,7 @@ def build_alexnet(num_classes=1000, image_size=227, *, towers=2, lrn=True, lrn_a
     return keras.Model(inputs, logits, name=name)
 
 
-def _check_arguments(image_size, towers, activation, dropout_scaling):
+def _check_arguments(image_size, towers, activation, dropout_scaling, drop_conv=""):
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size={image_size} is below the minimum {MIN_IMAGE_SIZE}")
     if towers not in (1, 2):
@@ -168,6 +181,9 @@ def _check_arguments(image_size, towers, activation, dropout_scaling):
     if dropout_scaling not in DROPOUT_SCALINGS:
         raise ValueError(f"dropout_scaling must be one of {DROPOUT_SCALINGS}, "
                          f"got {dropout_scaling!r}")
+    if drop_conv not in ("", *DROPPABLE_CONVS):
+        raise ValueError(f"drop_conv must be '' (none) or one of {DROPPABLE_CONVS}, "
+                         f"got {drop_conv!r}")
 
 
 # config.model.name -> the function building that network from the other config.model

@@ -51,17 +51,23 @@ def _spread(*values):
     return analysis.spread(list(values))
 
 
-def test_verdict_holds_reversed_within_noise():
+def test_range_rule_verdict_holds_reversed_within_noise():
+    """The study's first rule, kept beside the intervals as range_rule_verdict."""
     n = 3925  # 2 binomial SEs of a difference of two ~30% error rates: ~2.07 points
+
+    def rule(*args):
+        return analysis.compare(*args)["range_rule_verdict"]
     base = _spread(0.300, 0.305)
-    assert analysis.compare(base, _spread(0.340, 0.345), +1, (n, n))["verdict"] == "holds"
-    assert analysis.compare(base, _spread(0.260, 0.265), +1, (n, n))["verdict"] == "reversed"
-    assert analysis.compare(base, _spread(0.315, 0.318), +1, (n, n))["verdict"] == "within noise"
+    assert rule(base, _spread(0.340, 0.345), +1, (n, n)) == "holds"
+    assert rule(base, _spread(0.260, 0.265), +1, (n, n)) == "reversed"
+    assert rule(base, _spread(0.315, 0.318), +1, (n, n)) == "within noise"
     # A wide seed range is the noise when it is larger than the binomial term.
     wide = analysis.compare(base, _spread(0.29, 0.40), +1, (n, n))
-    assert wide["noise"] == pytest.approx(0.11) and wide["verdict"] == "within noise"
+    assert wide["noise"] == pytest.approx(0.11) and wide["range_rule_verdict"] == "within noise"
     # The paper's sign: ten crops are expected to lower the error.
-    assert analysis.compare(base, _spread(0.27, 0.27), -1, (n, n))["verdict"] == "holds"
+    assert rule(base, _spread(0.27, 0.27), -1, (n, n)) == "holds"
+    # The verdict itself is the interval's: 2 seeds a side cannot resolve 4 points here.
+    assert analysis.compare(base, _spread(0.340, 0.345), +1, (n, n))["verdict"] == "within noise"
     result = analysis.compare(base, _spread(0.34, 0.345), +1, (n, n))
     assert result["difference"] == pytest.approx(0.04)
     assert result["noise"] == pytest.approx(2 * ((0.3025 * 0.6975 + 0.3425 * 0.6575) / n) ** 0.5)
@@ -123,28 +129,39 @@ def test_ten_crops_compare_only_seeds_evaluated_both_ways():
 def test_summary_and_markdown_on_synthetic_runs(tmp_path):
     fast = [(100, 1.0, 0.8), (200, 2.0, 0.6), (300, 3.0, 0.45)]
     slow = [(100, 1.0, 0.85), (200, 2.0, 0.75), (300, 3.0, 0.65)]
-    runs = [_fake_run("baseline", s, (0.30, 0.08, 0.28, 0.07), 0.20, fast) for s in (0, 1)] + \
-           [_fake_run("no_lrn", s, (0.36 + s / 100, 0.10, 0.35, 0.09)) for s in (0, 1)] + \
+    runs = [_fake_run("baseline", s, (0.30 + s / 1000, 0.08, 0.28, 0.07), 0.20 + s / 1000, fast)
+            for s in (0, 1, 2)] + \
+           [_fake_run("no_lrn", s, (0.36 + s / 200, 0.10, 0.35, 0.09)) for s in (0, 1, 2)] + \
            [_fake_run("tanh", s, (0.40, 0.12, 0.39, 0.11), curve=slow) for s in (0, 1)] + \
-           [_fake_run("no_dropout", s, (0.33, 0.09, 0.32, 0.08), 0.02) for s in (0, 1)]
-    study = analysis.summarize(runs, ["baseline", "no_lrn", "tanh", "no_dropout"], [0.7, 0.5])
+           [_fake_run("no_dropout", s, (0.33 + s / 1000, 0.09, 0.32, 0.08), 0.02)
+            for s in (0, 1, 2)]
+    study = analysis.summarize(runs, ["baseline", "no_lrn", "tanh", "no_dropout"], [0.7, 0.5],
+                               num_epochs=8)
     no_lrn = study["variants"]["no_lrn"]
     assert no_lrn["centre_top1_error"]["min"] == pytest.approx(0.36)
     assert no_lrn["centre_top1_error"]["max"] == pytest.approx(0.37)
     assert no_lrn["vs_baseline"]["centre_top1_error"]["verdict"] == "holds"
+    assert no_lrn["vs_baseline"]["centre_top1_error"]["test"] == "welch"
     assert no_lrn["paper_delta"] == (1.4, 1.2)
-    assert study["relu_vs_tanh"]["0.7"]["relu_steps"] == [200, 200]
+    assert study["relu_vs_tanh"]["0.7"]["relu_steps"] == [200, 200, 200]
     assert study["relu_vs_tanh"]["0.7"]["tanh_steps"] == [300, 300]
     assert study["relu_vs_tanh"]["0.5"]["tanh_steps"] == [None, None]
-    assert study["dropout_gap"]["baseline_gap"]["mean"] == pytest.approx(0.10)
-    assert study["dropout_gap"]["no_dropout_gap"]["mean"] == pytest.approx(0.31)
-    assert study["dropout_gap"]["comparison"]["verdict"] == "holds"
-    assert study["ten_vs_centre"]["top1"]["verdict"] == "within noise"  # 2 points, noise ~2.0
-    assert study["ten_vs_centre"]["top1"]["seeds"] == [0, 1]
+    gap = study["gaps"]["no_dropout"]
+    assert gap["baseline_gap"]["mean"] == pytest.approx(0.10)
+    assert gap["variant_gap"]["mean"] == pytest.approx(0.311)
+    assert gap["comparison"]["verdict"] == "holds"
+    assert gap["train_comparison"]["difference"] == pytest.approx(0.02 - 0.201)
+    assert gap["train_events_comparison"] is None  # no_dropout's fake runs have no curve
+    assert study["regime"]["num_epochs"] == 8 and study["regime"]["overfits"]
+    assert study["regime"]["baseline_gap"]["mean"] == pytest.approx(0.10)
+    # The same weights evaluated both ways: the paired test.
+    assert study["ten_vs_centre"]["top1"]["test"] == "paired"
+    assert study["ten_vs_centre"]["top1"]["seeds"] == [0, 1, 2]
     text = table.markdown(study)
-    assert "| no_lrn | 3.3 | 0,1 | 36.50 (36.00..37.00) |" in text
-    assert "+6.50 (noise" in text and "**holds**" in text and "not reached" in text
-    assert "Noise rule: " in text
+    assert "| no_lrn | 3.3 | 0,1,2 | 36.50 (36.00..37.00) |" in text
+    assert "+6.40 [95% CI" in text and "**holds**" in text and "not reached" in text
+    assert "Regime: 8 epochs." in text and "it overfits" in text
+    assert "(8-epoch regime)" in text and "How sure: " in text
     path = table.figure1(runs, str(tmp_path / "figure1.png"), [0.7])
     assert open(path, "rb").read(4) == b"\x89PNG"
 
@@ -253,3 +270,23 @@ def test_a_study_folder_of_another_config_is_refused(tiny_study):
     other.optimizer.learning_rate = 0.5
     with pytest.raises(ConfigError, match="holds a run of a different config"):
         runner.run_study(other, out, ["baseline"], [0], stream=io.StringIO())
+
+
+def test_weight_decay_is_judged_on_the_training_error_with_the_papers_sign():
+    """Sec. 5: without decay the training error is expected higher (not lower, as without
+    dropout); both the train split in evaluation mode and the 'train' events are compared."""
+    curve = [(100, 1.0, 0.5), (200, 2.0, 0.40)]
+    higher = [(100, 1.0, 0.6), (200, 2.0, 0.55)]
+    runs = [_fake_run("baseline", s, (0.30 + s / 1000, 0.08, 0.28, 0.07), 0.20 + s / 1000,
+                      curve) for s in (0, 1, 2)] + \
+           [_fake_run("no_weight_decay", s, (0.31 + s / 1000, 0.09, 0.29, 0.08), 0.26 + s / 1000,
+                      higher) for s in (0, 1, 2)]
+    study = analysis.summarize(runs, ["baseline", "no_weight_decay"], [0.5])
+    gap = study["gaps"]["no_weight_decay"]
+    assert gap["train_comparison"]["expected_sign"] == +1
+    assert gap["train_comparison"]["difference"] == pytest.approx(0.06)
+    assert gap["train_comparison"]["verdict"] == "holds"
+    assert gap["train_events_comparison"]["difference"] == pytest.approx(0.15)
+    assert study["gaps"].keys() == {"no_weight_decay"}
+    text = table.markdown(study)
+    assert "| no_weight_decay | " in text and "training-split error (eval mode) minus" in text

@@ -4,6 +4,10 @@
     bin/evaluate --saved_model=models/alexnet --data='DATA/validation-*' [--ten_crop]
 
 --saved_model takes a SavedModel folder or a model base path (its newest version).
+Several, comma-separated (--workdir=RUN1,RUN2,RUN3 or --saved_model=A,B), are an ensemble
+(the paper's Sec. 6): their softmax outputs averaged (each over its ten crops with
+--ten_crop), the ensemble's errors printed with each network's and their spread; the
+members must classify the same classes at the same input size.
 --resize=warp evaluates a checkpoint with Caffe's resize (both sides to the stored
 size, aspect ratio ignored) instead of its config.input.resize; it needs records
 that keep the original images (make_tfrecords --resize 0). An export warps if it
@@ -19,8 +23,10 @@ from absl import app, flags  # noqa: E402
 
 from keras_alexnet.cli import define_checkpoint_flag, run_app
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate a checkpoint of.")
-_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Export to evaluate (instead of --workdir).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate a checkpoint of; "
+                               "several, comma-separated, are an ensemble.")
+_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Export to evaluate (instead of "
+                                   "--workdir); several, comma-separated, are an ensemble.")
 _DATA = flags.DEFINE_string("data", None, "TFRecord file pattern, e.g. 'DATA/validation-*'.")
 _CHECKPOINT = define_checkpoint_flag()
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "With --workdir: folder with labels.txt and "
@@ -42,6 +48,9 @@ def main(argv):
     if _SAVED_MODEL.value and _RESIZE.value:
         raise app.UsageError("--resize is for --workdir: an export resizes as it was exported "
                              "(bin/export --resize)")
+    workdirs, saved_models = (_paths(flag) for flag in (_WORKDIR, _SAVED_MODEL))
+    if len(workdirs) + len(saved_models) > 1:
+        return _ensemble(workdirs, saved_models)
     from keras_alexnet.runs import evaluate as run_evaluate
     from keras_alexnet.serving import evaluate
     try:
@@ -60,6 +69,32 @@ def main(argv):
     print(run_evaluate.format_table([result], _DATA.value))
     if _JSON.value:
         print(json.dumps(result.as_dict()))
+
+
+def _paths(flag):
+    paths = [p.strip() for p in (flag.value or "").split(",")]
+    if flag.value and not all(paths):
+        raise app.UsageError(f"--{flag.name}={flag.value}: an empty path in the list")
+    return [p for p in paths if p]
+
+
+def _ensemble(workdirs, saved_models):
+    """Sec. 6: the members' softmax outputs averaged; each member's errors and the spread too."""
+    if _RESIZE.value:
+        raise app.UsageError("--resize is for a single --workdir")
+    from keras_alexnet.study import ensemble
+    try:
+        found = ensemble.members(workdirs, saved_models, checkpoint=_CHECKPOINT.value,
+                                 data_dir=_DATA_DIR.value)
+        result, singles = ensemble.evaluate_ensemble(found, _DATA.value, ten_crop=_TEN_CROP.value,
+                                                     batch_size=_BATCH_SIZE.value)
+    except (ValueError, FileNotFoundError) as e:
+        sys.stderr.write(f"bin/evaluate: error: {e}\n")
+        sys.exit(1)
+    print(ensemble.format_report(result, singles, _DATA.value))
+    if _JSON.value:
+        print(json.dumps({**result.as_dict(), "members": [r.as_dict() for r in singles],
+                          "members_spread": ensemble.spread(singles)}))
 
 
 def run():

@@ -10,9 +10,17 @@ Re-running the same command resumes: finished runs are kept, interrupted ones re
 their checkpoint. --notrain rewrites the table from what is on disk.
 
 Variants: baseline, tanh (Sec. 3.1), no_lrn (3.3), non_overlapping_pool (3.4), one_tower
-and one_tower_half (3.2), no_lighting (4.1), no_dropout (4.2); ten crops vs the centre crop
-(Sec. 6) comes from the baseline runs. Each run takes as long as one bin/train of the
-config: 16 quick-recipe runs (the default) take about 4 hours on 2 idle cores.
+and one_tower_half (3.2), no_lighting (4.1), no_dropout (4.2), centre_crop_no_flip (4.1),
+no_weight_decay (5), no_conv4 (7); ten crops vs the centre crop (Sec. 6) comes from the
+baseline runs. Every difference gets a 95% interval over seeds and the smallest effect the
+seeds could detect (keras_alexnet/study/statistics.py). The regularizer claims need a
+baseline that overfits: --config=configs/imagenette_overfit.py (30 epochs); the table shows
+the baseline's train/validation gap and says whether it does. --retabulate rewrites the
+table of a study.json whose run folders are gone (docs/study).
+
+Each run takes as long as one bin/train of the config: a quick-recipe run (8 epochs) about
+4 minutes on 2 idle AVX-512-BF16 cores, so the default 11 variants x 2 seeds about
+1.5 hours, 3-4x that on AVX2-only float32.
 """
 import os
 import sys
@@ -44,6 +52,10 @@ _EVAL_TRAIN = flags.DEFINE_bool(
     "(evaluation mode) for the dropout claim's training error.")
 _TRAIN = flags.DEFINE_bool("train", True, "Train what is not finished; --notrain only rewrites "
                            "the table from the runs on disk.")
+_RETABULATE = flags.DEFINE_bool(
+    "retabulate", False, "Rewrite OUT/study.json and study.md from the per-run numbers the "
+    "existing OUT/study.json holds (no runs/ needed, e.g. docs/study); figure1.png is kept. "
+    "The config, --variants and --seeds are then study.json's own.")
 flags.mark_flags_as_required(["out"])
 
 
@@ -66,6 +78,10 @@ def main(argv):
     from keras_alexnet import config as config_lib
     from keras_alexnet.study import runner
     try:
+        if _RETABULATE.value:
+            runner.retabulate(_OUT.value)
+            print(f"table rewritten in {_OUT.value}")
+            return
         _, failed, interrupted = runner.run_study(
             _CONFIG.value, _OUT.value, _VARIANTS.value, seeds, thresholds=thresholds,
             eval_train_split=_EVAL_TRAIN.value, train=_TRAIN.value,

@@ -91,7 +91,7 @@ def read_records(files, training, *, input_context=None, seed=None, repeat=None,
 
 def decode_and_augment(records, training, *, stats=None, image_size=227, label_offset=0, seed=None,
                        ten_crop=False, normalization="mean_image", crop="paper",
-                       lighting_std=preprocessing.LIGHTING_STD, stored_size=None, seeded=False):
+                       lighting_std=preprocessing.LIGHTING_STD, flip=True, stored_size=None, seeded=False):
     """(image, int32 label) of each serialized example: preprocess_for_train or _for_eval.
 
     In training each example gets its own stateless seed (Dataset.random is reproducible
@@ -108,7 +108,7 @@ def decode_and_augment(records, training, *, stats=None, image_size=227, label_o
             image_bytes, label = parse(serialized)
             return preprocessing.preprocess_for_train(
                 image_bytes, stats, seed=example_seed, image_size=image_size, crop=crop,
-                normalization=normalization, lighting_std=lighting_std,
+                normalization=normalization, lighting_std=lighting_std, flip=flip,
                 stored_size=stored_size), label
     else:
         def process(serialized):
@@ -161,7 +161,7 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
                  input_context=None, seed=None, ten_crop=False, repeat=None,
                  normalization="mean_image", crop="paper", drop_remainder=None,
                  shuffle_buffer=SHUFFLE_BUFFER, lighting_std=preprocessing.LIGHTING_STD,
-                 stored_size=None, data_service="", service_job=None):
+                 flip=True, stored_size=None, data_service="", service_job=None):
     """Batches of (images float32 [B, S, S, 3] (or [B, 10, S, S, 3] with ten_crop), labels int32 [B]).
 
     batch_size is the batch this dataset yields: under tf.distribute pass
@@ -189,7 +189,7 @@ def make_dataset(file_pattern, batch_size, training, *, stats=None, image_size=2
     examples = decode_and_augment(
         records, training, stats=stats, image_size=image_size, label_offset=label_offset,
         seed=seed, ten_crop=ten_crop, normalization=normalization, crop=crop,
-        lighting_std=lighting_std, stored_size=stored_size, seeded=through_service)
+        lighting_std=lighting_std, flip=flip, stored_size=stored_size, seeded=through_service)
     drop_remainder = training if drop_remainder is None else drop_remainder
     if through_service:
         batches = examples.batch(batch_size, drop_remainder=drop_remainder)
@@ -206,7 +206,7 @@ def from_input_config(config, split, batch_size, training, *, data_dir=None, fil
 
     config: the run's config (a ConfigDict, or config.json's dict: fields it lacks take
     make_dataset's defaults); its input.data_dir, input.label_offset, input.normalization
-    and, in training, input.crop, input.lighting_std, input.shuffle_buffer and
+    and, in training, input.crop, input.flip, input.lighting_std, input.shuffle_buffer and
     input.data_service (evaluation stays local); the
     network's model.image_size. data_dir: instead of config.input.data_dir (a moved run,
     the demo data); file_pattern: other shards than the split's (bin/evaluate --data);
@@ -216,7 +216,7 @@ def from_input_config(config, split, batch_size, training, *, data_dir=None, fil
     input_config = config["input"]
     data_dir = data_dir or input_config["data_dir"]
     options = {key: input_config[key] for key in ("label_offset", "normalization")
-               + (("crop", "lighting_std", "shuffle_buffer", "data_service") if training else ())
+               + (("crop", "flip", "lighting_std", "shuffle_buffer", "data_service") if training else ())
                if key in input_config}
     return make_dataset(file_pattern or layout.shard_pattern(data_dir, split), batch_size, training,
                         stats=stats_lib.load_stats(data_dir) if stats is _DATA_STATS else stats,

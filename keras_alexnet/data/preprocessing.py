@@ -19,7 +19,9 @@ covers the canvas the crops come from, at the same scale.
 
 Off by default, for the usual modern variant: normalization='channel'
 (per-channel mean/std from the statistics) and crop='inception' (random
-8%-100% area, 3/4-4/3 aspect, resized to image_size).
+8%-100% area, 3/4-4/3 aspect, resized to image_size). For the study's test of
+Sec. 4.1 ("without this scheme, our network suffers from substantial overfitting"):
+crop='centre' (the evaluation's central patch, no random crop) with flip=False.
 
 Randomness is stateless: each function that draws takes a seed [2] tensor, so
 a seeded pipeline is reproducible and the functions give the same result
@@ -251,8 +253,10 @@ def random_crop(image_bytes, seed, image_size=227, mean_image=None, crop="paper"
         mean = tf.image.crop_and_resize(tf.convert_to_tensor(mean_image, tf.float32)[None],
                                         box[None], [0], [image_size, image_size])
         return patch, mean[0]
+    if crop == "centre":  # no random crop: the patch evaluation uses (Sec. 4.1 without it)
+        return decode_centre_patch(image_bytes, image_size, mean_image, paper_size)
     if crop != "paper":
-        raise ValueError(f"crop={crop!r}: expected 'paper' or 'inception'")
+        raise ValueError(f"crop={crop!r}: expected 'paper', 'inception' or 'centre'")
     side, _ = _canvas(image_bytes, image_size, paper_size)
     offsets = tf.random.stateless_uniform([2], seed, 0, side - image_size + 1, tf.int32)
     patch = decode_window(image_bytes, offsets[0], offsets[1], image_size, paper_size)

@@ -127,6 +127,14 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
     check_labels(data, run.synsets, f"the run in {workdir}", stream)
     checks.check_evaluation_data(input_pipeline.list_shards(data), f"--data {data}",
                                  run.label_offset, len(run.synsets), f"the run's, in {workdir}")
+    return accumulate(checkpoint_batches(run, data, ten_crop, batch_size),
+                      f"checkpoint {run.checkpoint_path}, {patches_name(ten_crop)}",
+                      stream, layout.shards_size(input_pipeline.list_shards(data)), data)
+
+
+def checkpoint_batches(run, data, ten_crop, batch_size):
+    """(probabilities [B, C], labels [B]) numpy batches of a restored run on the records of
+    `data`, in their order, through the input pipeline (centre patch or ten crops averaged)."""
     dataset = input_pipeline.from_input_config(run.config, None, batch_size, False,
                                                data_dir=run.data_dir, file_pattern=data,
                                                ten_crop=ten_crop, repeat=False)
@@ -136,9 +144,7 @@ def evaluate_checkpoint(workdir, data, *, checkpoint="best", ten_crop=False, bat
     def probabilities(images):
         return evaluation.class_probabilities(lambda x: model(x, training=False), images)
 
-    batches = ((probabilities(images).numpy(), labels.numpy()) for images, labels in dataset)
-    return accumulate(batches, f"checkpoint {run.checkpoint_path}, {patches_name(ten_crop)}",
-                      stream, layout.shards_size(input_pipeline.list_shards(data)), data)
+    return ((probabilities(images).numpy(), labels.numpy()) for images, labels in dataset)
 
 
 def format_table(results, data):

@@ -1,5 +1,9 @@
 """The study's numbers from its runs' metrics: means and ranges over seeds, differences, verdicts.
 
+Verdicts come from 95% confidence intervals over seeds (statistics.py, METHOD). The
+range rule below, the study's first verdict rule, is kept beside them as
+`range_rule_verdict` (and `noise`), so the first tables' verdicts can still be read.
+
 Pure functions over what the runs wrote (metrics.jsonl events, the train-split
 evaluation), so each is tested on synthetic numbers. runner.py collects the runs
 and writes what `summarize` returns as study.json and study.md.
@@ -12,6 +16,8 @@ rates involved (two for an error difference; four for a difference of train/vali
 gaps). The validation images are the same for every run, so (b) uses n, not n x seeds.
 """
 import math
+
+from keras_alexnet.study import statistics
 
 NOISE_RULE = (
     "A difference d = mean(variant) - mean(baseline) over seeds is beyond the noise when |d| "
@@ -87,11 +93,13 @@ def verdict(difference, noise, expected_sign):
     return "holds" if difference * expected_sign > 0 else "reversed"
 
 
-def compare(baseline, variant, expected_sign, counts, extra_rates=()):
-    """Difference of two spreads with its noise and verdict; None if a side has no data.
+def compare(baseline, variant, expected_sign, counts, extra_rates=(), paired=False):
+    """Difference of two spreads with its 95% interval, MDE and verdict; None if a side has no data.
 
     counts: (n of the baseline's rate, n of the variant's rate); extra_rates: more
-    [(p, n)] in the binomial term (the train-split rates of a gap).
+    [(p, n)] in the binomial term (the train-split rates of a gap). paired: the two
+    spreads' values are pairs (the same seeds, in the same order): statistics.paired,
+    else statistics.welch. Also the range rule's noise and verdict (NOISE_RULE).
     """
     if baseline is None or variant is None:
         return None
@@ -99,8 +107,11 @@ def compare(baseline, variant, expected_sign, counts, extra_rates=()):
     rates = [(baseline["mean"], counts[0]), (variant["mean"], counts[1]), *extra_rates]
     noise = max(baseline["max"] - baseline["min"], variant["max"] - variant["min"],
                 binomial_noise(rates))
-    return {"difference": difference, "noise": noise, "expected_sign": expected_sign,
-            "verdict": verdict(difference, noise, expected_sign)}
+    test = statistics.paired if paired else statistics.welch
+    result = test(baseline["values"], variant["values"], expected_sign,
+                  statistics.binomial_se(rates))
+    return dict(result, difference=difference, noise=noise, expected_sign=expected_sign,
+                range_rule_verdict=verdict(difference, noise, expected_sign))
 
 
 def compare_steps(relu_steps, tanh_steps, last_steps):
@@ -174,22 +185,66 @@ def variant_summary(rows, variant, expected_sign, paper_delta):
     return summary
 
 
-def dropout_gap(rows):
-    """Validation (centre) minus train-split (eval mode) top-1 error, baseline vs no_dropout."""
-    def gaps(variant):
-        done = [r for r in _done(rows, variant) if r["train_split_top1_error"] is not None
-                and r["centre_top1_error"] is not None]
-        return done, spread([r["centre_top1_error"] - r["train_split_top1_error"] for r in done])
-    (base, base_gap), (mine, my_gap) = gaps("baseline"), gaps("no_dropout")
-    if base_gap is None or my_gap is None:
+# The sign the paper predicts for (variant - baseline) training-split error: removing a
+# regularizer lets the network fit its training images better, except weight decay, which
+# "reduces the model's training error" (Sec. 5).
+TRAIN_ERROR_SIGN = {"no_weight_decay": +1}
+
+
+def _with_gap(rows, variant):
+    return [r for r in _done(rows, variant) if r["train_split_top1_error"] is not None
+            and r["centre_top1_error"] is not None]
+
+
+def _train_rate(rows):
+    return (sum(r["train_split_top1_error"] for r in rows) / len(rows),
+            min(r["train_split_num_images"] for r in rows))
+
+
+def regularizer_gap(rows, variant):
+    """Sec. 4.1, 4.2, 5: validation (centre) minus train-split (eval mode) top-1 error, and the
+    train-split error itself, baseline vs `variant`; None without both sides' train splits."""
+    base, mine = _with_gap(rows, "baseline"), _with_gap(rows, variant)
+    if not base or not mine:
         return None
-    train_rates = [(sum(r["train_split_top1_error"] for r in rs) / len(rs),
-                    min(r["train_split_num_images"] for r in rs)) for rs in (base, mine)]
-    return {"baseline_gap": base_gap, "no_dropout_gap": my_gap,
-            "baseline_train_dropout_on": spread([r["train_top1_error_dropout_on"] for r in base]),
-            "no_dropout_train_dropout_on": spread([r["train_top1_error_dropout_on"] for r in mine]),
-            "comparison": compare(base_gap, my_gap, +1, (_count(base), _count(mine)),
-                                  extra_rates=train_rates)}
+
+    def side(rs, key):
+        return spread([r[key] for r in rs])
+    gaps = [spread([r["centre_top1_error"] - r["train_split_top1_error"] for r in rs])
+            for rs in (base, mine)]
+    counts = (_count(base), _count(mine))
+    train_counts = tuple(min(r["train_split_num_images"] for r in rs) for rs in (base, mine))
+    return {"baseline_gap": gaps[0], "variant_gap": gaps[1],
+            "baseline_train_split": side(base, "train_split_top1_error"),
+            "variant_train_split": side(mine, "train_split_top1_error"),
+            "baseline_train_dropout_on": side(base, "train_top1_error_dropout_on"),
+            "variant_train_dropout_on": side(mine, "train_top1_error_dropout_on"),
+            "comparison": compare(gaps[0], gaps[1], +1, counts,
+                                  extra_rates=[_train_rate(rs) for rs in (base, mine)]),
+            "train_comparison": compare(side(base, "train_split_top1_error"),
+                                        side(mine, "train_split_top1_error"),
+                                        TRAIN_ERROR_SIGN.get(variant, -1), train_counts),
+            # The same with dropout and augmentation on: the 'train' events' last epoch.
+            "train_events_comparison": compare(side(base, "train_top1_error_dropout_on"),
+                                               side(mine, "train_top1_error_dropout_on"),
+                                               TRAIN_ERROR_SIGN.get(variant, -1), train_counts)}
+
+
+def regime(rows, num_epochs=None):
+    """The baseline's own train/validation gap: whether this regime can test a regularizer.
+
+    'overfits' when the 95% interval of the gap (one-sample t over seeds) lies above 0.
+    """
+    base = _with_gap(rows, "baseline")
+    if not base:
+        return {"num_epochs": num_epochs, "baseline_gap": None}
+    gaps = [r["centre_top1_error"] - r["train_split_top1_error"] for r in base]
+    interval = statistics.paired([0.0] * len(gaps), gaps)
+    overfits = interval["ci"] is not None and interval["ci"][0] > 0
+    return {"num_epochs": num_epochs, "baseline_gap": spread(gaps), "gap_interval": interval,
+            "overfits": overfits,
+            "baseline_train_split": spread([r["train_split_top1_error"] for r in base]),
+            "baseline_validation": spread([r["centre_top1_error"] for r in base])}
 
 
 def ten_vs_centre(rows):
@@ -207,7 +262,7 @@ def ten_vs_centre(rows):
         centre_key, ten_key = f"centre_{k}_error", f"ten_crop_{k}_error"
         paired = [r for r in base if r[centre_key] is not None and r[ten_key] is not None]
         result[k] = compare(spread([r[centre_key] for r in paired]),
-                            spread([r[ten_key] for r in paired]), -1, (n, n))
+                            spread([r[ten_key] for r in paired]), -1, (n, n), paired=True)
         if result[k] is not None:
             result[k]["seeds"] = [r["seed"] for r in paired]
     return result
@@ -230,12 +285,18 @@ def relu_vs_tanh(rows, thresholds):
     return result
 
 
-def summarize(runs, variants, thresholds):
+def summarize(runs, variants, thresholds, num_epochs=None):
     """The study's table from its runs (runner.collect_runs): what study.json holds."""
-    from keras_alexnet.study.variants import VARIANTS
-    rows = {run["name"]: run_summary(run, thresholds) for run in runs}
+    return summarize_rows({run["name"]: run_summary(run, thresholds) for run in runs},
+                          variants, thresholds, num_epochs)
+
+
+def summarize_rows(rows, variants, thresholds, num_epochs=None):
+    """summarize from run_summary's rows by run name (study.json's 'runs': a re-tabulation)."""
+    from keras_alexnet.study.variants import GAP_VARIANTS, VARIANTS
     rows_list = list(rows.values())
     return {
+        "method": statistics.METHOD,
         "noise_rule": NOISE_RULE,
         "error_thresholds": list(thresholds),
         "runs": rows,
@@ -244,6 +305,7 @@ def summarize(runs, variants, thresholds):
                                                VARIANTS[v].paper_delta))
                      for v in variants},
         "relu_vs_tanh": relu_vs_tanh(rows_list, thresholds),
-        "dropout_gap": dropout_gap(rows_list),
+        "regime": regime(rows_list, num_epochs),
+        "gaps": {v: regularizer_gap(rows_list, v) for v in GAP_VARIANTS if v in variants},
         "ten_vs_centre": ten_vs_centre(rows_list),
     }

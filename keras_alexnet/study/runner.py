@@ -19,10 +19,14 @@ interrupted one resumes from its latest checkpoint, as bin/train does. Ctrl-C or
 SIGTERM is passed on to the running training as SIGTERM, which saves a checkpoint
 before it stops.
 
-Duration: runs x one training. With the quick recipe (configs/imagenette.py, about
-15 minutes on 2 idle cores; 46 minutes on a busy shared machine, docs/RESULTS.md),
-the default 8 variants x 2 seeds are 16 runs: about 4 hours idle, up to 12 busy,
-plus about half a minute per run for the train-split evaluation.
+Duration: runs x one training, plus about half a minute per run for the train-split
+evaluation. With the quick recipe (configs/imagenette.py: about 4 minutes alone on 2
+AVX-512-BF16 cores, 3-4x that on AVX2-only float32, longer on a shared machine:
+docs/RESULTS.md) the default 11 variants x 2 seeds are 22 runs, about 1.5 hours idle;
+configs/imagenette_overfit.py (30 epochs) takes 3.75x as long a run.
+
+retabulate(OUT) rewrites the table from the per-run numbers of OUT/study.json alone (a
+study whose run folders are gone, as docs/study).
 """
 import json
 import os
@@ -160,20 +164,50 @@ def write_study(out, base, runs, variant_names, seeds, thresholds, eval_train_sp
     """study.json, study.md and figure1.png from what the runs wrote; returns the study dict."""
     eval_split = base.input.eval_split
     collected = collect_runs(out, runs, eval_split, eval_train_split, failed)
-    study = analysis.summarize(collected, variant_names, thresholds)
+    study = analysis.summarize(collected, variant_names, thresholds, base.num_epochs)
     done = sum(r["status"] == "done" for r in collected)
     study.update(base_config_file=base_config_file, data_dir=base.input.data_dir,
                  eval_split=eval_split, seeds=list(seeds), runs_done=done,
                  runs_planned=len(collected), base_config=json.loads(base.to_json()))
-    header = [f"Baseline config: `{base_config_file or '(given in code)'}`; data: "
-              f"`{base.input.data_dir or '(demo data)'}`, split `{eval_split}`; seeds "
-              f"{', '.join(map(str, seeds))}; {done} of {len(collected)} runs finished.",
-              "Written by bin/study from the runs under `runs/` (metrics.jsonl and "
-              f"{TRAIN_SPLIT_FILENAME}); numbers also in study.json."]
+    _write_table(out, study, f"the runs under `{RUNS_DIR}/` (metrics.jsonl and "
+                 f"{TRAIN_SPLIT_FILENAME})")
+    table.figure1(collected, os.path.join(out, FIGURE1), thresholds)
+    return study
+
+
+def _write_table(out, study, source):
+    header = [f"Baseline config: `{study['base_config_file'] or '(given in code)'}`; data: "
+              f"`{study['data_dir'] or '(demo data)'}`, split `{study['eval_split']}`; seeds "
+              f"{', '.join(map(str, study['seeds']))}; {study['runs_done']} of "
+              f"{study['runs_planned']} runs finished.",
+              f"Written by bin/study from {source}; numbers also in study.json."]
     os.makedirs(out, exist_ok=True)
     layout.write_json(os.path.join(out, STUDY_JSON), study, indent=1)
     layout.atomic_write(os.path.join(out, STUDY_MD), table.markdown(study, header) + "\n")
-    table.figure1(collected, os.path.join(out, FIGURE1), thresholds)
+
+
+def retabulate(out):
+    """study.json and study.md again from the per-run numbers OUT/study.json already holds.
+
+    For a study whose run folders are gone (docs/study keeps only study.json): the verdicts
+    of this code from the same finals. figure1.png needs the training curves and is kept.
+    """
+    path = os.path.join(out, STUDY_JSON)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--retabulate: {path} does not exist; it needs a study.json "
+                                "written by bin/study")
+    old = layout.read_json(path)
+    try:
+        rows, variant_names = old["runs"], list(old["variants"])
+        study = analysis.summarize_rows(rows, variant_names, old["error_thresholds"],
+                                        (old.get("base_config") or {}).get("num_epochs"))
+    except (KeyError, TypeError) as e:
+        raise config_lib.ConfigError(f"--retabulate: {path} lacks the per-run numbers of a "
+                                     f"study.json ({e}); re-tabulate from its runs with "
+                                     "--notrain instead") from None
+    study.update({k: old.get(k) for k in ("base_config_file", "data_dir", "eval_split", "seeds",
+                                          "runs_done", "runs_planned", "base_config")})
+    _write_table(out, study, f"the per-run numbers of a previous {STUDY_JSON} (--retabulate)")
     return study
 
 

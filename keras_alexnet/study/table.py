@@ -1,9 +1,11 @@
 """study.md (the table a reader reads) and figure1.png, from the study dict analysis.summarize returns.
 
 Errors are shown in percent, differences in points (variant minus baseline), each
-mean with its range over seeds.
+mean with its range over seeds, each difference with its 95% interval, smallest
+detectable effect and verdict (statistics.py).
 """
 from keras_alexnet.data import layout
+from keras_alexnet.study import statistics
 
 METRIC_TITLES = {"centre_top1_error": "top-1 centre", "centre_top5_error": "top-5 centre",
                  "ten_crop_top1_error": "top-1 ten crops", "ten_crop_top5_error": "top-5 ten crops"}
@@ -19,10 +21,15 @@ def _spread(s):
     return f"{_pct(s['mean'])} ({_pct(s['min'])}..{_pct(s['max'])})"
 
 
-def _diff(c):
+def _diff(c, paper_delta=None):
+    """The difference with its interval and verdict; the range rule's verdict where it differs."""
     if c is None:
         return "-"
-    return f"{100 * c['difference']:+.2f} (noise {100 * c['noise']:.2f}): **{c['verdict']}**"
+    text = statistics.describe(c, paper_delta)
+    old = c.get("range_rule_verdict")
+    if old and old != c["verdict"]:
+        text += f" (range rule: {old}, noise {100 * c['noise']:.2f})"
+    return text
 
 
 def _paper(delta):
@@ -45,9 +52,10 @@ def error_tables(study):
     for name, v in study["variants"].items():
         if name == "baseline":
             continue
-        comparisons = v.get("vs_baseline") or {}
-        lines.append(f"| {name} | {v['claim']} | {_paper(v['paper_delta'])} | "
-                     + " | ".join(_diff(comparisons.get(m)) for m in METRIC_TITLES) + " |")
+        comparisons, delta = v.get("vs_baseline") or {}, v["paper_delta"] or (None, None)
+        lines.append(f"| {name} | {v['claim']} | {_paper(v['paper_delta'])} | " + " | ".join(
+            _diff(comparisons.get(m), delta[0 if "top1" in m else 1]) for m in METRIC_TITLES)
+            + " |")
     return lines
 
 
@@ -76,23 +84,52 @@ def tanh_section(study):
     return lines + [""]
 
 
-def dropout_section(study):
-    lines = ["## Sec. 4.2: dropout, the training vs validation gap", "",
+def regime_line(study):
+    """Whether the baseline overfits: a regularizer can only show its worth where it does."""
+    r = study.get("regime") or {}
+    epochs = f"{r['num_epochs']} epochs" if r.get("num_epochs") else "the baseline config"
+    if not r.get("baseline_gap"):
+        return f"Regime: {epochs}; the baseline's train/validation gap is not measured yet."
+    interval = r["gap_interval"]
+    ci = "" if interval["ci"] is None else \
+        f", 95% CI {100 * interval['ci'][0]:+.1f}..{100 * interval['ci'][1]:+.1f}"
+    verdict = ("it overfits (the gap's interval lies above 0): the regularizer verdicts below "
+               "test the paper's claims" if r["overfits"] else
+               "it does not measurably overfit, so a regularizer has nothing to correct here: "
+               "the regularizer verdicts below are this regime's, not a test of the claims")
+    return (f"Regime: {epochs}. The baseline's validation top-1 error {_spread(r['baseline_validation'])}, "
+            f"its training split's (evaluation mode) {_spread(r['baseline_train_split'])}: gap "
+            f"{_spread(r['baseline_gap'])} points{ci}; {verdict}.")
+
+
+def gap_section(study):
+    r = study.get("regime") or {}
+    label = f" ({r['num_epochs']}-epoch regime)" if r.get("num_epochs") else ""
+    lines = [f"## Sec. 4.1, 4.2, 5: the regularizers, training vs validation{label}", "",
              "Gap = validation top-1 error (centre crop) minus the training split's top-1 error "
              "measured in evaluation mode (no dropout, centre crop, no augmentation) with the final "
-             "weights. For reference, the training error with dropout on (the 'train' events, mean "
-             "of the last epoch) is also shown. Paper: without dropout the network overfits "
-             "substantially (expected: a larger gap).", ""]
-    d = study.get("dropout_gap")
-    if not d:
-        return lines + ["Needs finished 'baseline' and 'no_dropout' runs with their train-split "
-                        "evaluation.", ""]
-    lines += ["| variant | gap (points) | training error, dropout on (%) |", "|---|---|---|",
-              f"| baseline | {_spread(d['baseline_gap'])} | {_spread(d['baseline_train_dropout_on'])} |",
-              f"| no_dropout | {_spread(d['no_dropout_gap'])} | "
-              f"{_spread(d['no_dropout_train_dropout_on'])} |",
-              "", f"no_dropout gap minus baseline gap: {_diff(d['comparison'])}", ""]
-    return lines
+             "weights. The training error with dropout and augmentation on (the 'train' events, "
+             "mean of the last epoch) is shown for reference. Paper: without dropout (4.2) or "
+             "without random crops and flips (4.1) the network overfits substantially (expected: a "
+             "larger gap); weight decay reduces the training error (5; expected: a higher "
+             "training-split error without it, the verdict that counts for no_weight_decay).", "",
+             regime_line(study), ""]
+    gaps = {v: g for v, g in (study.get("gaps") or {}).items() if g}
+    if not gaps:
+        return lines + ["Needs finished 'baseline' runs and runs of no_dropout, centre_crop_no_flip, "
+                        "no_lighting or no_weight_decay, with their train-split evaluation.", ""]
+    first = next(iter(gaps.values()))
+    lines += ["| variant | gap (points) | training split, eval mode (%) | training, dropout on (%) |",
+              "|---|---|---|---|",
+              f"| baseline | {_spread(first['baseline_gap'])} | "
+              f"{_spread(first['baseline_train_split'])} | {_spread(first['baseline_train_dropout_on'])} |"]
+    lines += [f"| {v} | {_spread(g['variant_gap'])} | {_spread(g['variant_train_split'])} | "
+              f"{_spread(g['variant_train_dropout_on'])} |" for v, g in gaps.items()]
+    lines += ["", "| variant | gap minus the baseline's | training-split error (eval mode) minus "
+              "the baseline's | training error (dropout on) minus the baseline's |", "|---|---|---|---|"]
+    lines += [f"| {v} | {_diff(g['comparison'])} | {_diff(g['train_comparison'])} | "
+              f"{_diff(g.get('train_events_comparison'))} |" for v, g in gaps.items()]
+    return lines + [""]
 
 
 def ten_crop_section(study):
@@ -114,8 +151,10 @@ def ten_crop_section(study):
 
 def markdown(study, header=()):
     lines = ["# Replication study: the paper's claims re-tested", "", *header, "",
-             "Noise rule: " + study["noise_rule"], ""]
-    lines += error_tables(study) + [""] + tanh_section(study) + dropout_section(study) \
+             "How sure: " + study.get("method", "-"), "",
+             "The first verdict rule (the range rule, shown where its verdict differs): "
+             + study["noise_rule"], ""]
+    lines += error_tables(study) + [""] + tanh_section(study) + gap_section(study) \
         + ten_crop_section(study)
     runs = study["runs"].values()
     unfinished = [f"{r['variant']}-seed{r['seed']} ({r['status']})" for r in runs

@@ -76,6 +76,7 @@ def imported_data_dir(workdir):
 # Model fields added after runs were already written, with the value every run written
 # before them had: such a config.json still rebuilds the network it trained.
 LEGACY_MODEL_DEFAULTS = {
+    "drop_conv": "",  # every layer of the paper's network, until a study variant dropped one
     "dropout_scaling": "inverted",  # keras.layers.Dropout, until the paper's became the default
     "init_bias": 1.0,
     "lrn_bias": 2.0,  # the paper's k, before it was a field (Caffe's networks need 1)
@@ -84,7 +85,7 @@ LEGACY_MODEL_DEFAULTS = {
 }
 # The same for config.input and the top level: runs written before these fields had
 # today's defaults (make_tfrecords' storage, no fine-tuning).
-LEGACY_INPUT_DEFAULTS = {"resize": "shorter_side", "jpeg_reencode": True, "data_service": ""}
+LEGACY_INPUT_DEFAULTS = {"resize": "shorter_side", "jpeg_reencode": True, "data_service": "", "flip": True}
 LEGACY_TOP_DEFAULTS = {"init_from": "", "init_from_skip": [], "freeze": []}
 
 
