@@ -11,11 +11,11 @@ from PIL import Image
 import fixtures as fx
 from keras_alexnet.data import input_pipeline, layout
 from keras_alexnet.data import stats as stats_lib
-from keras_alexnet.report import figures, neighbours
+from keras_alexnet.report import figures, neighbours, top5
 from keras_alexnet.training import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIGURES = ("curves.png", "conv1_kernels.png", "neighbours.png")
+FIGURES = ("curves.png", "conv1_kernels.png", "neighbours.png", "figure4_left.png")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,12 @@ def _bin_report(*flags, check=True):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
 
+def _labels(data_dir, split="validation"):
+    return np.concatenate([y.numpy() for _, y in input_pipeline.make_dataset(
+        layout.shard_pattern(data_dir, split), 64, training=False, stats=data_dir, image_size=67,
+        repeat=False)])
+
+
 def _brute_force(queries, candidates, k):
     """NumPy k-NN: (indices, distances), ties to the lower index (a stable sort)."""
     q, c = np.asarray(queries, np.float64), np.asarray(candidates, np.float64)
@@ -52,8 +58,9 @@ def test_bin_report_writes_the_figures_and_report_json(trained, tmp_path):
     out = str(tmp_path / "report")
     # --batch_size 5: both splits stream in several batches, the last one partial.
     done = _bin_report(f"--workdir={trained['workdir']}", f"--out={out}", "--k=3",
-                       "--batch_size=5")
+                       "--batch_size=5", "--num_top5=4", "--top5_seed=2")
     assert "same class" in done.stdout and "mean chroma" in done.stdout
+    assert "4 validation images: the true class first for" in done.stdout
     for name in FIGURES:
         with Image.open(os.path.join(out, name)) as image:
             assert image.format == "PNG"
@@ -71,6 +78,12 @@ def test_bin_report_writes_the_figures_and_report_json(trained, tmp_path):
     finals = workdir_lib.read_events(trained["workdir"])
     assert result["final"] == [e for e in finals if e["event"] == "final"][-1]
     assert result["checkpoint"].startswith(os.path.join(trained["workdir"], "best"))
+    shown = result["top5"]["images"]
+    assert [r["validation"] for r in shown] == top5.pick_images(_labels(trained["data_dir"]), 4, 2)
+    assert len({r["label"] for r in shown[:3]}) == 3  # one image per class first
+    for row in shown:  # 3 classes: all of them are among the "top 5", the true one marked
+        assert sorted(row["classes"]) == [0, 1, 2] and row["true_rank"] == row["classes"].index(row["label"])
+        assert sum(row["probabilities"]) == pytest.approx(1, abs=1e-5)
 
 
 def test_precision_is_the_brute_force_knn_of_the_fc7_features(trained):
@@ -231,6 +244,8 @@ def test_other_bad_input_is_named(trained, tmp_path):
     a_file.write_text("")
     with pytest.raises(ValueError, match="--out=.* is a file"):
         figures.write_report(trained["workdir"], str(a_file), stream=None)
+    with pytest.raises(ValueError, match="--num_top5=0 must be at least 1"):
+        figures.write_report(trained["workdir"], str(tmp_path / "o"), num_top5=0, stream=None)
     with pytest.raises(FileNotFoundError, match="data folder .*missing does not exist"):
         figures.write_report(trained["workdir"], str(tmp_path / "o"),
                             data_dir=str(tmp_path / "missing"), stream=None)
@@ -253,3 +268,119 @@ def test_a_demo_run_finds_its_data_from_any_folder(trained, tmp_path):
     os.symlink(os.path.join(trained["workdir"], "best"), workdir / "best")
     os.symlink(trained["data_dir"], workdir / "demo_data")
     assert restore.restore_run(str(workdir)).data_dir == str(workdir / "demo_data")
+
+
+# -- Figure 4, left: the top five classes -------------------------------------------------------
+
+def _independent_top(model, data_dir, normalization="mean_image"):
+    """Every validation image's (label, probabilities float64 [C]), from make_dataset's whole
+    evaluation pass and a NumPy softmax of the logits: not top5.py's by-index reading."""
+    dataset = input_pipeline.make_dataset(layout.shard_pattern(data_dir, "validation"), 64,
+                                          training=False, stats=data_dir, repeat=False,
+                                          image_size=int(model.input_shape[1]),
+                                          normalization=normalization)
+    labels, logits = [], []
+    for images, batch_labels in dataset:
+        logits.append(np.asarray(model(images, training=False), np.float64))
+        labels.append(batch_labels.numpy())
+    logits = np.concatenate(logits)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.concatenate(labels), p / p.sum(axis=1, keepdims=True)
+
+
+def _check_rows(rows, indices, labels, probabilities, k):
+    assert [r["validation"] for r in rows] == list(indices)
+    for row in rows:
+        i = row["validation"]
+        expected = np.argsort(-probabilities[i], kind="stable")[:k]
+        assert row["label"] == labels[i]
+        assert row["classes"] == expected.tolist()
+        np.testing.assert_allclose(row["probabilities"], probabilities[i][expected], rtol=1e-5, atol=1e-6)
+        in_top = labels[i] in expected
+        assert row["true_rank"] == (expected.tolist().index(labels[i]) if in_top else None)
+
+
+def test_top5_of_the_trained_run_equals_an_independent_softmax(trained):
+    from keras_alexnet.runs import restore
+    run = restore.restore_run(trained["workdir"])
+    labels, probabilities = _independent_top(run.model, trained["data_dir"])
+    indices = top5.pick_images(labels, 7, seed=5)
+    rows, patches = top5.top_classes(run, "validation", indices)
+    _check_rows(rows, indices, labels, probabilities, k=3)  # 3 classes: 3 bars
+    expected = neighbours.read_centre_patches(trained["data_dir"], "validation", indices, image_size=67)
+    for i in indices:
+        np.testing.assert_array_equal(patches[i], expected[i][0])
+
+
+@pytest.fixture(scope="module")
+def seven_classes(tmp_path_factory):
+    """7 classes of smooth pictures (2 train, 3 validation each) and an untrained 7-class tiny
+    network as a restored run: the true class is outside the top 5 for some images."""
+    from keras_alexnet.runs import restore
+    root = tmp_path_factory.mktemp("seven")
+    classes = [f"n0{c}" for c in range(7)]
+    data_dir = str(root / "data")
+    for split, per_class, seed in (("train", 2, 0), ("validation", 3, 1)):
+        folder = fx.image_folder(str(root / split), classes, per_class, size=(80, 80), seed=seed)
+        fx.convert(folder, data_dir, split, num_shards=2, resize=80)
+    model = fx.tiny_model(num_classes=7, init="glorot", seed=3)
+    stats = stats_lib.load_stats(data_dir)
+    run = restore.RestoredRun(model=model, config={"model": {}}, checkpoint_path="(in memory)",
+                              data_dir=data_dir, synsets=classes, class_names=classes,
+                              mean_image=stats.mean_image, std=np.ones(3), label_offset=0,
+                              normalization="mean_image")
+    return run
+
+
+def test_top5_when_the_true_class_is_not_among_them(seven_classes, tmp_path):
+    run = seven_classes
+    labels, probabilities = _independent_top(run.model, run.data_dir)
+    indices = list(range(len(labels)))[::-1]  # every image, in another order than the split's
+    rows, patches = top5.top_classes(run, "validation", indices)
+    _check_rows(rows, indices, labels, probabilities, k=5)
+    ranks = [r["true_rank"] for r in rows]
+    assert None in ranks and any(r is not None for r in ranks), ranks  # both cases occur
+    containers = top5.plot_top5(rows, patches, run.class_names, str(tmp_path / "f.png"))
+    _check_bars(rows, containers)
+    with Image.open(tmp_path / "f.png") as image:
+        assert image.format == "PNG" and np.asarray(image.convert("RGB")).std() > 10
+
+
+def _check_bars(rows, containers):
+    """The drawn bars: one per class shown, its length the probability, red iff the true class."""
+    from matplotlib import colors
+    assert len(containers) == len(rows)
+    for row, bars in zip(rows, containers):
+        assert [bar.get_width() for bar in bars] == pytest.approx(row["probabilities"])
+        marked = [j for j, bar in enumerate(bars)
+                  if colors.same_color(bar.get_facecolor(), top5.TRUE_COLOUR)]
+        assert marked == ([] if row["true_rank"] is None else [row["true_rank"]])
+        assert all(colors.same_color(bar.get_facecolor(), top5.OTHER_COLOUR)
+                   for j, bar in enumerate(bars) if j not in marked)
+
+
+def test_top5_rows_order_ties_and_the_true_rank(tmp_path):
+    probabilities = np.array([[0.1, 0.3, 0.05, 0.3, 0.1, 0.05, 0.1],
+                              [0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05]])
+    rows = top5.top_k_rows([4, 9], probabilities, [3, 6])
+    assert rows[0]["classes"] == [1, 3, 0, 4, 6] and rows[0]["true_rank"] == 1  # ties: lower first
+    assert rows[1]["classes"] == [0, 1, 2, 3, 4] and rows[1]["true_rank"] is None
+    assert rows[1]["probabilities"] == pytest.approx([0.4, 0.2, 0.1, 0.1, 0.1])
+    patches = {4: np.zeros((8, 8, 3), np.uint8), 9: np.full((8, 8, 3), 200, np.uint8)}
+    _check_bars(rows, top5.plot_top5(rows, patches, [f"class {c}" for c in range(7)],
+                                     str(tmp_path / "f.png")))
+
+
+def test_pick_images_is_seeded_and_takes_one_per_class_first():
+    labels = [0] * 6 + [1] * 6 + [2] * 6
+    picked = top5.pick_images(labels, 5, seed=0)
+    assert picked == top5.pick_images(labels, 5, seed=0) and len(set(picked)) == 5
+    assert sorted(labels[i] for i in picked[:3]) == [0, 1, 2]
+    assert picked != top5.pick_images(labels, 5, seed=1)
+    assert sorted(top5.pick_images(labels, 30, seed=0)) == list(range(18))  # all there are
+    assert top5.distinct_classes_first(labels, 4, order=[17, 0, 1, 6]) == [17, 0, 6, 1]
+
+
+def test_top5_of_a_missing_record_is_named(seven_classes):
+    with pytest.raises(ValueError, match="the validation split has no record 500"):
+        top5.top_classes(seven_classes, "validation", [0, 500])

@@ -4,12 +4,13 @@
       curves.png         training and validation top-1 error per epoch, learning-rate drops marked
       conv1_kernels.png  Figure 3: conv1's kernels, the half that feeds each tower of conv2 apart
       neighbours.png     Figure 4: validation images and their nearest training images in fc7 space
-      report.json        {"conv1_colour", "neighbours", "final", ...}
+      figure4_left.png   Figure 4 (left): validation images and their five most probable classes
+      report.json        {"conv1_colour", "neighbours", "top5", "final", ...}
 
 The curves come from WORKDIR/metrics.jsonl (training/workdir.read_events); the model
 from a checkpoint (runs/restore.py, as bin/export and bin/evaluate); the
 neighbours from a streamed pass over both splits (neighbours.py: memory bounded
-on ILSVRC-size splits).
+on ILSVRC-size splits); the top five classes from the few images shown (top5.py).
 
 The colour number: a kernel's chroma is the norm of its colour-opponent part
 (the kernel minus its grey, the per-pixel mean over R, G, B) over its norm: 0
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 
 from keras_alexnet.data import layout
 from keras_alexnet.report import neighbours as neighbours_lib
+from keras_alexnet.report import top5
 from keras_alexnet.runs import restore
 from keras_alexnet.training import reporting, workdir as workdir_lib
 
@@ -150,15 +152,7 @@ def plot_kernels(kernels, towers, path):
 
 def pick_queries(val_labels, count):
     """Up to `count` validation indices, of distinct classes first, in the split's order."""
-    picked, classes = [], set()
-    for i, label in enumerate(val_labels):
-        if label not in classes:
-            picked.append(i)
-            classes.add(label)
-        if len(picked) == count:
-            return picked
-    rest = [i for i in range(len(val_labels)) if i not in set(picked)]
-    return picked + rest[:count - len(picked)]
+    return top5.distinct_classes_first(val_labels, count)
 
 
 def _short(name, width=16):
@@ -199,22 +193,28 @@ def _patches(run, split, indices, labels):
     patches = neighbours_lib.read_centre_patches(run.data_dir, split, indices,
                                                  image_size=run.image_size,
                                                  label_offset=run.label_offset)
-    for i, (_, label) in patches.items():
+    _check_labels(split, {i: label for i, (_, label) in patches.items()}, labels)
+    return patches
+
+
+def _check_labels(split, read, labels):
+    """Records read back by index {index: label} must carry the feature pass's labels."""
+    for i, label in read.items():
         if label != labels[i]:
             raise RuntimeError(f"{split} record {i}: label {label}, the feature pass saw "
                                f"{labels[i]}; the two reads numbered the records differently")
-    return patches
 
 
 # -- the report --------------------------------------------------------------------------------
 
 def write_report(workdir, out, *, data_dir=None, checkpoint="best", k=5, num_queries=5,
-                 batch_size=128, query_chunk=2048, stream=sys.stderr):
-    """Writes the three figures and report.json into `out`; returns the report dict."""
+                 num_top5=8, top5_seed=0, batch_size=128, query_chunk=2048, stream=sys.stderr):
+    """Writes the four figures and report.json into `out`; returns the report dict."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out={out} is a file, not a folder")
-    if k < 1 or num_queries < 1:
-        raise ValueError(f"--k={k} and --num_queries={num_queries} must be at least 1")
+    if k < 1 or num_queries < 1 or num_top5 < 1:
+        raise ValueError(f"--k={k}, --num_queries={num_queries} and --num_top5={num_top5} "
+                         "must be at least 1")
     run = restore.restore_run(workdir, checkpoint, data_dir=data_dir)
     events = workdir_lib.read_events(workdir)
     os.makedirs(out, exist_ok=True)
@@ -234,6 +234,11 @@ def write_report(workdir, out, *, data_dir=None, checkpoint="best", k=5, num_que
                     _patches(run, train_split, shown, result["train_labels"]), run.class_names,
                     os.path.join(out, "neighbours.png"))
 
+    shown_top5 = top5.pick_images(result["val_labels"], num_top5, top5_seed)
+    rows, top5_patches = top5.top_classes(run, eval_split, shown_top5)
+    _check_labels(eval_split, {r["validation"]: r["label"] for r in rows}, result["val_labels"])
+    top5.plot_top5(rows, top5_patches, run.class_names, os.path.join(out, top5.FILENAME))
+
     neighbour_labels = result["train_labels"][result["indices"]]
     finals = [e for e in events if e.get("event") == "final"]
     report = {
@@ -251,6 +256,7 @@ def write_report(workdir, out, *, data_dir=None, checkpoint="best", k=5, num_que
             "num_train": int(len(result["train_labels"])),
             "shown": [{"validation": q, "train": [int(t) for t in result["indices"][q]]}
                       for q in queries]},
+        "top5": {"split": eval_split, "crop": "centre", "seed": top5_seed, "images": rows},
         # The run's last 'final' event; null for a run that has not finished.
         "final": finals[-1] if finals else None,
     }

@@ -130,20 +130,33 @@ def nearest_neighbours(run, k, *, train_split, eval_split, batch_size=128, query
                 train_labels=np.concatenate(train_labels))
 
 
-def read_centre_patches(data_dir, split, indices, *, image_size, label_offset=0):
-    """{index: (uint8 centre patch [S, S, 3], label)} of records numbered in make_dataset's order.
+def read_records_at(data_dir, split, indices, label_offset=0):
+    """(index, encoded image, label) of the split's records at `indices`, in make_dataset's order.
 
     The records come from make_dataset's own reader (input_pipeline.read_records in
-    evaluation order); the caller checks the labels against the feature pass's.
+    evaluation order), so an index means what it means in a pass over make_dataset; the
+    reading stops after the last one wanted.
     """
     files = input_pipeline.list_shards(layout.shard_pattern(data_dir, split))
     wanted = tf.constant(sorted(set(int(i) for i in indices)), tf.int64)
-    paper_size = int(stats_lib.load_stats(data_dir).mean_image.shape[0])
     records = input_pipeline.read_records(files, training=False)
     found = records.enumerate().filter(lambda i, _: tf.reduce_any(tf.equal(i, wanted)))
-    patches = {}
     for i, record in found.take(len(wanted)):
         image_bytes, label = input_pipeline.parse_example(record, label_offset)
-        patch, _ = preprocessing.decode_centre_patch(image_bytes, image_size, None, paper_size)
-        patches[int(i)] = (np.clip(np.round(patch.numpy()), 0, 255).astype(np.uint8), int(label))
-    return patches
+        yield int(i), image_bytes, int(label)
+
+
+def display_patch(image_bytes, image_size, paper_size):
+    """uint8 [S, S, 3]: the centre patch the network sees, before the mean is subtracted."""
+    patch, _ = preprocessing.decode_centre_patch(image_bytes, image_size, None, paper_size)
+    return np.clip(np.round(patch.numpy()), 0, 255).astype(np.uint8)
+
+
+def read_centre_patches(data_dir, split, indices, *, image_size, label_offset=0):
+    """{index: (uint8 centre patch [S, S, 3], label)} of records numbered in make_dataset's order.
+
+    The caller checks the labels against the feature pass's.
+    """
+    paper_size = int(stats_lib.load_stats(data_dir).mean_image.shape[0])
+    return {i: (display_patch(image_bytes, image_size, paper_size), label)
+            for i, image_bytes, label in read_records_at(data_dir, split, indices, label_offset)}
