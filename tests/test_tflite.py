@@ -213,3 +213,38 @@ def _error(result):
     lines = [line for line in result.stderr.splitlines() if line.startswith("bin/export: error: ")]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     return lines[0]
+
+
+def test_bin_benchmark_tflite(tiny_export):
+    """The three models' figures as one JSON line; float32's errors are bin/evaluate's."""
+    from keras_alexnet.runs import evaluate as evaluate_lib
+    result = subprocess.run(
+        [sys.executable, os.path.join(fx.REPO, "bin", "benchmark"), "tflite",
+         f"--workdir={tiny_export['workdir']}", "--batch_size=4", "--requests=2", "--steps=1",
+         "--rounds=1", "--warmup=1", "--calibration_images=6"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["what"] == "tflite" and line["calibration_images"] == 6
+    results = line["results"]
+    assert list(results) == ["float32", "dynamic range (int8 weights)",
+                             "int8 (weights and activations)"]
+    expected = evaluate_lib.evaluate_checkpoint(tiny_export["workdir"], os.path.join(
+        tiny_export["data_dir"], "validation-*"), stream=None)
+    float32 = results["float32"]
+    assert (float32["num_images"], float32["top1_error"], float32["top5_error"]) == \
+        (10, round(expected.top1_error, 6), round(expected.top5_error, 6))
+    assert float32["top1_agrees_with_float32"] == 1.0
+    int8 = results["int8 (weights and activations)"]
+    assert int8["float_ops"] == {"LOCAL_RESPONSE_NORMALIZATION": 2}
+    for figures in results.values():
+        assert figures["num_images"] == 10 and 0 <= figures["top1_agrees_with_float32"] <= 1
+        assert figures["p50_ms"] > 0 and figures["p99_ms"] >= figures["p50_ms"]
+        assert figures["images_per_sec"] > 0
+    assert int8["file_bytes"] < float32["file_bytes"] / 2
+
+
+def test_bin_benchmark_tflite_needs_a_workdir():
+    result = subprocess.run([sys.executable, os.path.join(fx.REPO, "bin", "benchmark"), "tflite"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "benchmark tflite needs --workdir=RUN" in result.stderr

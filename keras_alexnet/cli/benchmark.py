@@ -9,6 +9,7 @@
     bin/benchmark serve --saved_model=runs/bench/models/alexnet [--images='DIR/*/*.JPEG'] --batch_size=32
     bin/benchmark memory --batch_size=128 --steps=3
     bin/benchmark request_memory --saved_model=runs/bench/models/alexnet
+    bin/benchmark tflite --workdir=RUN [--data_dir=RECORDS] --batch_size=32
 
 train times the step bin/train runs (loss, the paper's weight decay, momentum);
 lrn times the network's two LRN layers alone, forward and gradient, as training runs them;
@@ -18,6 +19,8 @@ train, infer and input print the same keys as docs/seed_reference.py,
 so the two can be run alternately and their ratio quoted. serve exports a random
 full-size model to --saved_model first if it holds no version; request_memory too, and then
 sends crafted images one at a time (benchmarks/request_memory.py: a request's peak memory).
+tflite converts a run's checkpoint to float32, dynamic-range and int8 LiteRT models and
+gives each one's validation error, file size and latency (benchmarks/tflite.py).
 """
 import json
 import os
@@ -53,8 +56,13 @@ flags.DEFINE_integer("num_images", 64, "serve: distinct images used (cycled).", 
 flags.DEFINE_integer("requests", 60, "serve: batch-1 requests per system per round.",
                      lower_bound=1)
 flags.DEFINE_integer("rounds", 3, "serve: alternating rounds.", lower_bound=1)
+flags.DEFINE_string("workdir", None, "tflite: the training run whose best checkpoint is converted.")
+flags.DEFINE_string("data_dir", None, "tflite: the data folder whose validation split is "
+                    "evaluated and calibrated on (default: the run's).")
+flags.DEFINE_integer("calibration_images", 200, "tflite: int8 calibration images.", lower_bound=1)
 
-WHAT = ("train", "trainer", "infer", "lrn", "input", "serve", "memory", "request_memory")
+WHAT = ("train", "trainer", "infer", "lrn", "input", "serve", "memory", "request_memory",
+        "tflite")
 
 
 def _rate(what):
@@ -95,6 +103,9 @@ def _main(argv):
         if what != "serve" and FLAGS[name].present:
             raise app.UsageError(f"--{name} is for `benchmark serve`; `benchmark {what}` times a "
                                  "model built in memory (random weights) and would ignore it")
+    for name in ("workdir", "data_dir", "calibration_images"):
+        if what != "tflite" and FLAGS[name].present:
+            raise app.UsageError(f"--{name} is for `benchmark tflite`")
     # TensorFlow is imported by what runs, after flag parsing: --help stays fast.
     if what == "serve":
         if not FLAGS.saved_model:
@@ -113,6 +124,15 @@ def _main(argv):
         print(json.dumps({"system": "keras_alexnet", "what": what, "saved_model": FLAGS.saved_model,
                           "load_avg_1min": round(os.getloadavg()[0], 2),
                           "results": request_memory.request_memory(FLAGS.saved_model)}))
+        return
+    if what == "tflite":
+        if not FLAGS.workdir:
+            raise app.UsageError("benchmark tflite needs --workdir=RUN (a trained run)")
+        from keras_alexnet.benchmarks import tflite
+        print(json.dumps({"system": "keras_alexnet", "what": what, **tflite.tflite_benchmark(
+            FLAGS.workdir, data_dir=FLAGS.data_dir, batch_size=FLAGS.batch_size,
+            requests=FLAGS.requests, batches=FLAGS.steps, rounds=FLAGS.rounds,
+            warmup=FLAGS.warmup, num_calibration_images=FLAGS.calibration_images)}))
         return
     if what == "memory":
         from keras_alexnet.benchmarks import memory

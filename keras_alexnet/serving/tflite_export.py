@@ -29,11 +29,13 @@ the converter (TensorFlow 2.21) keeps the two LRNs float32 and puts a DEQUANTIZE
 and a QUANTIZE after each (it does so even when asked for int8 ops only); everything else
 (convolutions, pooling, the tower splits and concatenations, fc6-fc8, softmax) is int8.
 The cost: the two LRNs in float (conv1's 55x55x96 and conv2's 27x27x256 maps at 227
-pixels, 476k values an image), a conversion of those maps each way, and one more
-requantization of their outputs; LiteRT's XNNPACK delegate has no LRN either, so the graph
-is cut into three delegated parts around them in every mode. metadata.json's
-`float_ops` lists the ops computed in float (float_ops()); what it costs in time and
-accuracy is `bin/benchmark tflite`'s (docs/BENCHMARKS.md).
+pixels, 477k values an image, a few multiplications each against conv2's 224M
+multiply-adds) and a conversion of those maps each way; and LiteRT's XNNPACK delegate has
+no LRN (nor the shape arithmetic of a batch of any size), so the graph runs as several
+delegated parts with these ops between them in every mode (4 in float32 and dynamic, 9 in
+int8, counted on the tiny test model). metadata.json's `float_ops` lists the ops computed
+in float (float_ops()); what it costs in time and accuracy is `bin/benchmark tflite`'s
+(docs/BENCHMARKS.md).
 """
 import collections
 import json
