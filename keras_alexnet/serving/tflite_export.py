@@ -14,9 +14,10 @@ decodes images, which LiteRT has no kernels for.
 
 --quantize:
     none     float32 throughout (the default).
-    dynamic  dynamic-range quantization: the weights of the convolutions and of fc6/fc7 stored
-             as int8 (the file about 4x smaller), activations float32; the convolutions and
-             fully connected layers quantize their inputs on the fly. Needs no data.
+    dynamic  dynamic-range quantization: the weights of the convolutions and fully connected
+             layers stored as int8 (the file about 4x smaller; the converter leaves weights of
+             under 1,024 values float, as the test model's fc8), activations float32; those
+             layers quantize their inputs on the fly. Needs no data.
     int8     full-integer quantization: weights and activations int8, the activations' ranges
              calibrated on up to --calibration_images images of the run's validation split,
              read through the project's input pipeline (the evaluation's centre patch).
