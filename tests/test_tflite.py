@@ -53,7 +53,10 @@ def test_a_version_holds_the_model_labels_and_preprocessing(tiny_export, convert
     assert path == os.path.join(tiny_export["root"], "tflite", "none", "1")
     assert sorted(os.listdir(os.path.dirname(path))) == ["1"]  # no temporary folder left
     assert sorted(os.listdir(path)) == ["labels.txt", "metadata.json", "model.tflite",
-                                        "preprocessing.npz"]
+                                        "model.tflite.sha256", "preprocessing.npz"]
+    check = subprocess.run(["sha256sum", "-c", "model.tflite.sha256"], cwd=path,
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and "model.tflite: OK" in check.stdout
     with open(os.path.join(path, "labels.txt")) as f:
         assert [line.split("\t")[1] for line in f.read().splitlines()] == fx.SYNSETS
     mean, std = tflite_runtime.read_preprocessing(path)
@@ -132,6 +135,24 @@ def test_a_damaged_or_foreign_file_is_one_sentence(converted, tmp_path, damage):
         tflite_runtime.load(path)
     message = str(raised.value)
     assert message.startswith(f"{path} is not a LiteRT model") and "\n" not in message, message
+
+
+def test_damaged_weights_are_caught_by_the_checksum(converted, tmp_path):
+    """A flipped byte in the weights still loads in LiteRT (a flatbuffer has no checksum)."""
+    import shutil
+    copy = shutil.copytree(converted["none"], tmp_path / "1")
+    path = os.path.join(copy, "model.tflite")
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[len(data) // 2] ^= 0x40  # inside fc6's weights, the bulk of the file
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    os.rename(os.path.join(copy, "model.tflite.sha256"), tmp_path / "aside")
+    tflite_runtime.load(path)  # LiteRT's verifier takes it: only the checksum can tell
+    os.rename(tmp_path / "aside", os.path.join(copy, "model.tflite.sha256"))
+    with pytest.raises(ValueError, match=r"is not the LiteRT model that was exported \(its "
+                       r"SHA-256 is not the one in model.tflite.sha256"):
+        tflite_runtime.load(str(copy))
 
 
 def test_a_missing_model_is_named(tmp_path):

@@ -227,7 +227,8 @@ def export_run(run, export_dir, *, quantize=NONE, version=None,
     if quantize == INT8:
         metadata["calibration"] = {"data_dir": run.data_dir, "split": VALIDATION,
                                    "max_images": int(num_calibration_images)}
-    files = {export_folder.LABELS_FILENAME:
+    files = {tflite_runtime.CHECKSUM_FILENAME: tflite_runtime.checksum_text(content).encode(),
+             export_folder.LABELS_FILENAME:
              layout.labels_text(zip(run.synsets, run.class_names)).encode(),
              export_folder.METADATA_FILENAME:
              json.dumps(metadata, indent=2, sort_keys=True).encode(),

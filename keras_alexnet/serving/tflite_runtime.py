@@ -8,6 +8,7 @@ deprecated), so loading needs neither TensorFlow nor this project's model code. 
 module is the reading half of the folder tflite_export.py writes:
 
     EXPORT_DIR/<version>/model.tflite         the network, one signature (SIGNATURE)
+    EXPORT_DIR/<version>/model.tflite.sha256  its SHA-256, as `sha256sum -c` reads it
     EXPORT_DIR/<version>/labels.txt           data/layout.py's format
     EXPORT_DIR/<version>/metadata.json        image size, resize, normalization, quantization,
                                               the ops kept in float, the run's config
@@ -15,16 +16,19 @@ module is the reading half of the folder tflite_export.py writes:
                                               subtracts and divides before predict_images
 
 A file that is not a LiteRT model (damaged, cut short, another format) is one sentence
-naming it, never a crash in the flatbuffer reader: the file is checked against the
-flatbuffer's own structure (its identifier, its root table inside the file) before the
-interpreter reads it.
+naming it, never a crash in the flatbuffer reader: the file is checked against its
+SHA-256 when the export's checksum file is beside it (a flatbuffer has no checksum of its
+own: damaged weights would load and answer wrongly), against the flatbuffer's own
+structure (its identifier, its root table inside the file), then by LiteRT's verifier.
 """
+import hashlib
 import os
 import struct
 
 import numpy as np
 
 MODEL_FILENAME = "model.tflite"
+CHECKSUM_FILENAME = MODEL_FILENAME + ".sha256"
 PREPROCESSING_FILENAME = "preprocessing.npz"
 SIGNATURE = "serving_default"  # the converter's name for a model's one signature
 INPUT, PROBABILITIES, LOGITS = "images", "probabilities", "logits"
@@ -69,12 +73,31 @@ def check_model_bytes(content, path):
                          "bin/export --format=tflite")
 
 
+def checksum_text(content):
+    """The checksum file's line for a model's bytes: `sha256sum`'s format."""
+    return f"{hashlib.sha256(content).hexdigest()}  {MODEL_FILENAME}\n"
+
+
+def check_checksum(content, path):
+    """Raises ValueError when the checksum file beside path holds another SHA-256."""
+    checksum = os.path.join(os.path.dirname(path), CHECKSUM_FILENAME)
+    if not os.path.isfile(checksum):
+        return
+    with open(checksum) as f:
+        expected = f.read().split()[:1]
+    if expected != [hashlib.sha256(content).hexdigest()]:
+        raise ValueError(f"{path} is not the LiteRT model that was exported (its SHA-256 is not "
+                         f"the one in {CHECKSUM_FILENAME}: damaged or replaced); export it again "
+                         "with bin/export --format=tflite")
+
+
 def interpreter(path, num_threads=None):
     """An ai_edge_litert Interpreter of a checked .tflite file (resolve()'s rules for path)."""
     from ai_edge_litert.interpreter import Interpreter
     path = resolve(path)
     with open(path, "rb") as f:
         content = f.read()
+    check_checksum(content, path)
     check_model_bytes(content, path)
     try:
         model = Interpreter(model_content=content, num_threads=num_threads)
