@@ -82,6 +82,34 @@ def test_float32_equals_the_saved_model(converted, pictures):
     np.testing.assert_allclose(model(images[:1]), probabilities[:1], atol=FLOAT_ATOL)
 
 
+LITERT_ONLY = """
+import sys
+
+class Refuse:  # a phone or a server with LiteRT only: no TensorFlow, no keras_alexnet
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "keras_alexnet"):
+            raise ImportError("LiteRT alone must run the model, not " + name)
+
+sys.meta_path.insert(0, Refuse())
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+model, inputs, output = sys.argv[1:]
+runner = Interpreter(model_path=model).get_signature_runner()
+np.save(output, runner(images=np.load(inputs))["probabilities"])
+"""
+
+
+def test_the_file_runs_in_litert_alone(converted, pictures, tmp_path):
+    images, probabilities, _ = pictures
+    np.save(tmp_path / "in.npy", images)
+    result = subprocess.run([sys.executable, "-c", LITERT_ONLY,
+                             os.path.join(converted["none"], "model.tflite"),
+                             str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), probabilities, atol=FLOAT_ATOL)
+
+
 @pytest.mark.parametrize("mode", ["dynamic", "int8"])
 def test_quantized_top1_agrees_with_float32(converted, pictures, mode):
     images, probabilities, _ = pictures

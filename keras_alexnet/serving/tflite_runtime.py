@@ -4,8 +4,9 @@
     probabilities = predict(images)   # float32 [N, S, S, 3], preprocessed as for predict_images
 
 The runtime is `ai_edge_litert.interpreter.Interpreter` (tf.lite.Interpreter is
-deprecated), so loading needs neither TensorFlow nor this project's model code. This
-module is the reading half of the folder tflite_export.py writes:
+deprecated): the file runs in LiteRT alone, without TensorFlow or this project
+(`Interpreter(model_path=...).get_signature_runner()(images=...)`). This module is the
+reading half of the folder tflite_export.py writes:
 
     EXPORT_DIR/<version>/model.tflite         the network, one signature (SIGNATURE)
     EXPORT_DIR/<version>/model.tflite.sha256  its SHA-256, as `sha256sum -c` reads it
