@@ -120,7 +120,7 @@ def test_quantized_top1_agrees_with_float32(converted, pictures, mode):
     np.testing.assert_allclose(quantized.sum(1), 1, atol=0.02)
 
 
-def test_quantized_files_are_smaller_and_keep_lrn_in_float(converted):
+def test_quantized_files_are_smaller_and_keep_lrn_in_float(tiny_export, converted):
     sizes = {m: os.path.getsize(os.path.join(p, "model.tflite")) for m, p in converted.items()}
     assert sizes["dynamic"] < sizes["none"] / 2 and sizes["int8"] < sizes["none"] / 2, sizes
     metadata = {}
@@ -131,7 +131,9 @@ def test_quantized_files_are_smaller_and_keep_lrn_in_float(converted):
     assert metadata["none"]["float_ops"]["CONV_2D"] == 8  # conv1, 2x conv2, conv3, 2x conv4, 2x conv5
     # int8: only the two LRNs compute in float (LiteRT's LRN kernel is float32 only) ...
     assert metadata["int8"]["float_ops"] == {"LOCAL_RESPONSE_NORMALIZATION": 2}
-    assert metadata["int8"]["calibration"]["split"] == "validation"
+    # All 10 of the split's images (fewer than the 200 asked for).
+    assert metadata["int8"]["calibration"] == {"data_dir": tiny_export["data_dir"],
+                                               "split": "validation", "images": 10}
     # ... dynamic: the convolutions take int8 weights, LRN and pooling stay float.
     assert "CONV_2D" not in metadata["dynamic"]["float_ops"]
     assert metadata["dynamic"]["float_ops"]["LOCAL_RESPONSE_NORMALIZATION"] == 2

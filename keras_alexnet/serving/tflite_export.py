@@ -215,8 +215,14 @@ def _preprocessing_npz(mean_image, std):
 def export_run(run, export_dir, *, quantize=NONE, version=None,
                num_calibration_images=CALIBRATION_IMAGES):
     """Converts a restore.RestoredRun's model and writes it as a new version; returns its path."""
-    images = calibration_images(run, num_calibration_images) if quantize == INT8 else None
-    content = convert(run.model, quantize, images)
+    validation = calibration_images(run, num_calibration_images) if quantize == INT8 else None
+    used = []  # the calibration images the converter read (the split may hold fewer)
+
+    def counted():
+        for image in validation():
+            used.append(image.shape)
+            yield image
+    content = convert(run.model, quantize, counted if validation else None)
     tflite_runtime.check_model_bytes(content, "the converter's output")
     metadata = {"config": run.config, "checkpoint": run.checkpoint_path,
                 "image_size": run.image_size, "resize": int(run.mean_image.shape[0]),
@@ -226,7 +232,7 @@ def export_run(run, export_dir, *, quantize=NONE, version=None,
                 "tensorflow": tf.__version__}
     if quantize == INT8:
         metadata["calibration"] = {"data_dir": run.data_dir, "split": VALIDATION,
-                                   "max_images": int(num_calibration_images)}
+                                   "images": len(used)}
     files = {tflite_runtime.CHECKSUM_FILENAME: tflite_runtime.checksum_text(content).encode(),
              export_folder.LABELS_FILENAME:
              layout.labels_text(zip(run.synsets, run.class_names)).encode(),
