@@ -11,7 +11,8 @@ pipeline, counted as bin/evaluate counts) and how often its top-1 class is the f
 model's; then its latency on validation images, alternating the three models round by
 round so that all see the same machine load: p50/p99 of single-image calls, images/s at
 --batch_size. The int8 ranges are calibrated on the first images of the split it is
-evaluated on: ranges only, not weights, but say so when quoting its error.
+evaluated on: ranges only, not weights, but say so when quoting its error. Converting the
+full-size network takes 10-13 GB of memory (docs/BENCHMARKS.md), one conversion at a time.
 """
 import os
 import sys

@@ -39,6 +39,7 @@ in float (float_ops()); what it costs in time and accuracy is `bin/benchmark tfl
 (docs/BENCHMARKS.md).
 """
 import collections
+import io
 import json
 import os
 import uuid
@@ -205,7 +206,6 @@ def save(content, export_dir, files, *, version=None):
 
 
 def _preprocessing_npz(mean_image, std):
-    import io
     buffer = io.BytesIO()
     np.savez(buffer, mean_image=np.asarray(mean_image, np.float32),
              std=np.asarray(std, np.float32))
