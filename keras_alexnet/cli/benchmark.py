@@ -10,6 +10,7 @@
     bin/benchmark serve --saved_model=runs/bench/models/alexnet --clients=1,4,8 --batch_sizes=1,8,32
     bin/benchmark memory --batch_size=128 --steps=3
     bin/benchmark request_memory --saved_model=runs/bench/models/alexnet
+    bin/benchmark tflite --workdir=RUN [--data_dir=RECORDS] --batch_size=32
 
 train times the step bin/train runs (loss, the paper's weight decay, momentum);
 lrn times the network's two LRN layers alone, forward and gradient, as training runs them;
@@ -21,6 +22,8 @@ full-size model to --saved_model first if it holds no version; with --clients it
 that export under concurrent client threads instead (throughput, p50/p99 latency by batch
 size and client count: benchmarks/serve_load.py); request_memory too, and then
 sends crafted images one at a time (benchmarks/request_memory.py: a request's peak memory).
+tflite converts a run's checkpoint to float32, dynamic-range and int8 LiteRT models and
+gives each one's validation error, file size and latency (benchmarks/tflite.py).
 """
 import json
 import os
@@ -64,8 +67,13 @@ flags.DEFINE_list("batch_sizes", ["1", "8", "32"], "serve --clients: images per 
                   "row per batch size and client count.")
 flags.DEFINE_enum("signature", "serving_default", ["serving_default", "ten_crop"],
                   "serve --clients: the signature the clients call.")
+flags.DEFINE_string("workdir", None, "tflite: the training run whose best checkpoint is converted.")
+flags.DEFINE_string("data_dir", None, "tflite: the data folder whose validation split is "
+                    "evaluated and calibrated on (default: the run's).")
+flags.DEFINE_integer("calibration_images", 200, "tflite: int8 calibration images.", lower_bound=1)
 
-WHAT = ("train", "trainer", "infer", "lrn", "input", "serve", "memory", "request_memory")
+WHAT = ("train", "trainer", "infer", "lrn", "input", "serve", "memory", "request_memory",
+        "tflite")
 
 
 def _rate(what):
@@ -106,6 +114,9 @@ def _main(argv):
         if what != "serve" and FLAGS[name].present:
             raise app.UsageError(f"--{name} is for `benchmark serve`; `benchmark {what}` times a "
                                  "model built in memory (random weights) and would ignore it")
+    for name in ("workdir", "data_dir", "calibration_images"):
+        if what != "tflite" and FLAGS[name].present:
+            raise app.UsageError(f"--{name} is for `benchmark tflite`")
     # TensorFlow is imported by what runs, after flag parsing: --help stays fast.
     if what == "serve":
         if not FLAGS.saved_model:
@@ -131,6 +142,15 @@ def _main(argv):
         print(json.dumps({"system": "keras_alexnet", "what": what, "saved_model": FLAGS.saved_model,
                           "load_avg_1min": round(os.getloadavg()[0], 2),
                           "results": request_memory.request_memory(FLAGS.saved_model)}))
+        return
+    if what == "tflite":
+        if not FLAGS.workdir:
+            raise app.UsageError("benchmark tflite needs --workdir=RUN (a trained run)")
+        from keras_alexnet.benchmarks import tflite
+        print(json.dumps({"system": "keras_alexnet", "what": what, **tflite.tflite_benchmark(
+            FLAGS.workdir, data_dir=FLAGS.data_dir, batch_size=FLAGS.batch_size,
+            requests=FLAGS.requests, batches=FLAGS.steps, rounds=FLAGS.rounds,
+            warmup=FLAGS.warmup, num_calibration_images=FLAGS.calibration_images)}))
         return
     if what == "memory":
         from keras_alexnet.benchmarks import memory

@@ -13,6 +13,10 @@ ratio ignored) instead of the run's config.input.resize.
 --format=keras writes one .keras file instead (keras_alexnet.AlexNet(weights=RUN)
 saved: the network with a softmax `predictions` layer, the mean image and the
 labels inside), which keras.saving.load_model reads after `import keras_alexnet`.
+
+--format=tflite writes EXPORT_DIR/<N>/model.tflite for LiteRT (preprocessed float32
+images in, probabilities out; the labels and mean image beside it), in float32 or, with
+--quantize=dynamic|int8, quantized (serving/tflite_export.py says where it stays float).
 """
 import os
 import sys
@@ -37,17 +41,29 @@ _MODEL_NAME = flags.DEFINE_string("model_name", None, "Model name in the warmup 
                                   "(default: the export_dir's last component).")
 _RESIZE = flags.DEFINE_enum("resize", None, ["shorter_side", "warp"], "How served images are "
                             "brought to the stored size (default: the run's config.input.resize).")
-_FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "keras"], "saved_model: a "
-                            "TF Serving model version; keras: one .keras file (--export_dir "
-                            "names it, ending in .keras).")
+_FORMAT = flags.DEFINE_enum("format", "saved_model", ["saved_model", "keras", "tflite"],
+                            "saved_model: a TF Serving model version; keras: one .keras file "
+                            "(--export_dir names it, ending in .keras); tflite: a LiteRT "
+                            "model version (EXPORT_DIR/<N>/model.tflite).")
+_QUANTIZE = flags.DEFINE_enum("quantize", "none", ["none", "dynamic", "int8"], "With "
+                              "--format=tflite: dynamic (int8 weights) or int8 (int8 weights "
+                              "and activations, calibrated on the validation split).")
+_CALIBRATION = flags.DEFINE_integer("calibration_images", 200, "With --quantize=int8: "
+                                    "validation images the activations' ranges are calibrated "
+                                    "on.", lower_bound=1)
 flags.mark_flags_as_required(["workdir", "export_dir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _FORMAT.value != "tflite" and (_QUANTIZE.present or _CALIBRATION.present):
+        raise app.UsageError("--quantize and --calibration_images are for --format=tflite")
     if _FORMAT.value == "keras":
         _export_keras()
+        return
+    if _FORMAT.value == "tflite":
+        _export_tflite()
         return
     from keras_alexnet.serving import export, export_folder
     try:
@@ -77,6 +93,21 @@ def _export_keras():
         sys.exit(1)
     print(f"exported {path}")
     print("load it with: import keras_alexnet, keras; keras.saving.load_model(path)")
+
+
+def _export_tflite():
+    if _WARMUP.present or _MODEL_NAME.value:
+        raise app.UsageError("--num_warmup_images and --model_name are for --format=saved_model")
+    from keras_alexnet.serving import tflite_export
+    try:
+        path = tflite_export.export_from_workdir(
+            _WORKDIR.value, _EXPORT_DIR.value, _CHECKPOINT.value, data_dir=_DATA_DIR.value,
+            resize=_RESIZE.value, quantize=_QUANTIZE.value, version=_VERSION.value,
+            num_calibration_images=_CALIBRATION.value)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        sys.stderr.write(f"bin/export: error: {e}\n")
+        sys.exit(1)
+    print(f"exported {path}")
 
 
 def run():
