@@ -120,19 +120,25 @@ class ServingModule(tf.Module):
 
     def _forward(self, images):
         """(logits, softmax) in float32 of [B, S, S, 3], or over the crops of [B, 10, S, S, 3]
-        (evaluation.logits_and_probabilities).
+        (evaluation.logits_and_probabilities)."""
+        return evaluation.logits_and_probabilities(self.logits, images)
 
-        An empty batch gets an empty result without going through the network: with
-        oneDNN's convolutions (keras_alexnet turns them on) a batch of 0 reached conv2
-        with conv1's input and failed in the tower split.
+    def logits(self, images):
+        """fc8's logits of images [N, S, S, 3], N >= 0, in inference mode: N rows.
+
+        With oneDNN's convolutions (keras_alexnet turns them on) a batch of 0 reached conv2
+        with conv1's input and failed in the tower split, so an empty batch gets one zero
+        image appended, whose row is sliced off again. Not a tf.cond around the network:
+        tf2onnx cannot convert one (the kernels read inside its branch have no static
+        shape: "kernel_shape is None" on every convolution), and onnx_export.py and users'
+        own converters read predict_images. Not tf.pad either: with TensorFlow 2.21's oneDNN
+        graph passes a batch padded from 0 still reached conv1 empty and failed the same way.
+        For N >= 1 nothing is appended; the concat costs one copy of the input.
         """
-        num_classes = int(self.model.output_shape[-1])
-        empty = tf.zeros([0, num_classes], tf.float32)
-        return tf.cond(
-            tf.shape(images)[0] > 0,
-            lambda: evaluation.logits_and_probabilities(
-                lambda x: self.model(x, training=False), images),
-            lambda: (empty, empty))
+        count = tf.shape(images)[0]
+        pad = tf.zeros(tf.concat([[tf.maximum(1 - count, 0)], tf.shape(images)[1:]], 0),
+                       images.dtype)
+        return self.model(tf.concat([images, pad], 0), training=False)[:count]
 
     def _preprocess_bytes(self, image_bytes):
         size = self.image_size
