@@ -19,9 +19,9 @@ size: ONNX divides by it, TensorFlow does not), has been float32 since opset 1 (
 bfloat16 only), so LRN asks for nothing newer; 13 is the oldest opset in which Softmax is
 TensorFlow's (over the last axis alone) and Split/Squeeze take their axes as inputs (the
 dynamic batch). The lowest opset that holds the network runs on the most runtimes and
-converters: ONNX Runtime 1.6 and later, hence the onnxruntime backend of every Triton
-release since 20.12 (per ONNX Runtime's compatibility table; not run here), and the
-converters that stop at opset 13-16.
+converters: ONNX Runtime from 1.6 on (per its compatibility table), so the onnxruntime
+backend of any recent Triton release (not run here), and the converters that stop at
+opset 13-16.
 
 Before anything is written, ONNX Runtime runs the converted model on two synthetic
 pictures and its logits are compared with TensorFlow's (PARITY_TOLERANCE): a converter
