@@ -209,11 +209,21 @@ def test_exports_go_into_folders_of_their_own_kind(paper, tmp_path):
     assert (other / triton.CONFIG_FILENAME).read_text() == "max_batch_size: 8\n"
 
 
-def test_a_second_onnx_export_is_the_next_version(paper, tmp_path):
+def test_bin_export_format_onnx_writes_the_next_version(paper, tmp_path):
     folder = str(tmp_path / "alexnet")
     shutil.copytree(paper["triton"], folder)
-    run = fx.restored_run(paper["model"], os.path.join(paper["root"], "data"))
-    path = onnx_export.export_run(run, folder)
-    assert path == os.path.join(folder, "2")
+    workdir = str(tmp_path / "run")
+    fx.write_workdir(workdir, os.path.join(paper["root"], "data"), paper["model"])
+    done = subprocess.run([sys.executable, os.path.join(fx.REPO, "bin", "export"),
+                           f"--workdir={workdir}", "--format=onnx", f"--export_dir={folder}"],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 0, done.stderr
+    path = os.path.join(folder, "2")
+    assert f"exported {triton.model_path(path)} (ONNX opset 13)" in done.stdout
     assert sorted(os.listdir(folder)) == ["1", "2", triton.CONFIG_FILENAME, triton.LABELS_FILENAME]
     assert os.listdir(path) == [triton.MODEL_FILENAME]  # no marker, no temporary left
+    images = np.random.default_rng(3).normal(0, 40, (2, 67, 67, 3)).astype(np.float32)
+    first, second = (onnxruntime.InferenceSession(triton.model_path(os.path.join(folder, v)))
+                     .run(["logits"], {"images": images})[0] for v in "12")
+    np.testing.assert_allclose(second, first, atol=1e-6)  # the checkpoint of the same weights

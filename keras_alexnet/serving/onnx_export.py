@@ -111,10 +111,10 @@ def export_run(run, export_dir, *, version=None):
     metadata = export.run_metadata(run)
     module = export.serving_module(run, metadata)
     proto = convert(module)
-    if sorted(map(str, io_spec(proto)[0])) != sorted(map(str, inputs)) or \
-            sorted(map(str, io_spec(proto)[1])) != sorted(map(str, outputs)):
-        raise ValueError(f"tf2onnx gave a model of inputs {io_spec(proto)[0]} and outputs "
-                         f"{io_spec(proto)[1]}, not {inputs} and {outputs}; nothing written")
+    converted = io_spec(proto)
+    if (sorted(converted[0]), sorted(converted[1])) != (sorted(inputs), sorted(outputs)):
+        raise ValueError(f"tf2onnx gave a model of inputs {converted[0]} and outputs "
+                         f"{converted[1]}, not {inputs} and {outputs}; nothing written")
     difference = parity(proto, module)
     if not difference <= PARITY_TOLERANCE:
         raise ValueError(f"the ONNX model computes other logits than TensorFlow (off by "
