@@ -306,6 +306,8 @@ def test_an_empty_request_batch_gives_an_empty_result(tiny_export):
     for name in ("serving_default", "ten_crop"):
         out = loaded.signatures[name](image_bytes=tf.constant([], tf.string))
         assert out["probabilities"].shape == (0, 4) and out["class_names"].shape == (0, 4)
+    out = loaded.signatures["predict_images"](images=tf.zeros([0, 67, 67, 3]))
+    assert out["logits"].shape == (0, 4) and out["classes"].shape == (0, 4)
 
 
 def test_an_export_dir_under_a_file_is_a_sentence(tiny_export, tmp_path):

@@ -40,9 +40,7 @@ from absl import logging
 
 from keras_alexnet import evaluation, locking
 from keras_alexnet.data import layout
-from keras_alexnet.data.preprocessing import crop_centre, ten_crops
-from keras_alexnet.serving import batching, damaged_jpeg, export_folder, export_marker
-from keras_alexnet.serving import image_size, model_card
+from keras_alexnet.serving import batching, export_folder, export_marker, image_input, model_card, triton
 from keras_alexnet.serving import preprocessing as prep
 from keras_alexnet.serving import warmup as warmup_lib
 from keras_alexnet.training import workdir as workdir_lib
@@ -53,31 +51,18 @@ TEN_CROP = "ten_crop"
 TOP_K = 5
 
 
-class ServingModule(tf.Module):
+class ServingModule(image_input.ImagePreprocessing):
     """The exported object: the Keras model, its statistics and labels, three signatures."""
 
     def __init__(self, model, mean_image, synsets, class_names, *, std=None, metadata=None,
                  jpeg_quality=layout.JPEG_QUALITY, resize=prep.SHORTER_SIDE):
-        super().__init__(name="alexnet_serving")
-        self.model = model
         size = int(model.input_shape[1])
-        mean_image = np.asarray(mean_image, np.float32)
-        if mean_image.ndim != 3 or mean_image.shape[0] != mean_image.shape[1] or \
-                mean_image.shape[0] < size:
-            raise ValueError(f"mean image of shape {mean_image.shape} does not cover the "
-                             f"model's {size}x{size} input")
+        super().__init__(mean_image, size, std=std, jpeg_quality=jpeg_quality, resize=resize,
+                         name="alexnet_serving")
+        self.model = model
         num_classes = int(model.output_shape[-1])
         if not len(synsets) == len(class_names) == num_classes:
             raise ValueError(f"{len(synsets)} labels for a model with {num_classes} classes")
-        self.image_size = size
-        self.resize = mean_image.shape[0]
-        self.jpeg_quality = int(jpeg_quality)
-        if resize not in (prep.SHORTER_SIDE, prep.WARP):
-            raise ValueError(f"resize must be {prep.SHORTER_SIDE!r} or {prep.WARP!r}, got {resize!r}")
-        self.resize_mode = resize
-        self.mean_image = tf.Variable(mean_image, trainable=False, name="mean_image")
-        self.std = tf.Variable(np.ones(3, np.float32) if std is None else
-                               np.asarray(std, np.float32), trainable=False, name="std")
         self.synsets = tf.Variable(list(synsets), dtype=tf.string, trainable=False, name="synsets")
         self.class_names = tf.Variable(list(class_names), dtype=tf.string, trainable=False,
                                        name="class_names")
@@ -96,21 +81,6 @@ class ServingModule(tf.Module):
                 PREDICT_IMAGES: self.predict_images.get_concrete_function(),
                 TEN_CROP: self.ten_crop.get_concrete_function()}
 
-    def preprocess(self, image_bytes):
-        """float32 [S, S, 3]: one encoded image through the paper's evaluation preprocessing."""
-        patch = prep.stored_centre_patch(image_bytes, self.resize, self.image_size,
-                                         self.jpeg_quality, self.resize_mode)
-        return (patch - crop_centre(self.mean_image, self.image_size)) / self.std
-
-    def preprocess_ten_crops(self, image_bytes):
-        """float32 [10, S, S, 3]: the paper's four corner and centre patches and their mirrors."""
-        image = prep.scale_and_center(image_bytes, self.resize, self.jpeg_quality,
-                                      self.resize_mode)
-        return ten_crops(self._normalize(image), self.image_size)
-
-    def _normalize(self, image):
-        return (image - self.mean_image) / self.std
-
     def _outputs(self, logits_and_probabilities):
         logits, probabilities = logits_and_probabilities
         scores, classes = tf.math.top_k(probabilities, k=min(TOP_K, probabilities.shape[-1]))
@@ -121,29 +91,28 @@ class ServingModule(tf.Module):
 
     def _forward(self, images):
         """(logits, softmax) in float32 of [B, S, S, 3], or over the crops of [B, 10, S, S, 3]
-        (evaluation.logits_and_probabilities).
+        (evaluation.logits_and_probabilities)."""
+        return evaluation.logits_and_probabilities(self.logits, images)
 
-        An empty batch gets an empty result without going through the network: with
-        oneDNN's convolutions (keras_alexnet turns them on) a batch of 0 reached conv2
-        with conv1's input and failed in the tower split.
+    def logits(self, images):
+        """fc8's logits of images [N, S, S, 3], N >= 0, in inference mode: N rows.
+
+        With oneDNN's convolutions (keras_alexnet turns them on) a batch of 0 reached conv2
+        with conv1's input and failed in the tower split, so an empty batch gets one zero
+        image appended, whose row is sliced off again. Not a tf.cond around the network:
+        tf2onnx cannot convert one (the kernels read inside its branch have no static
+        shape: "kernel_shape is None" on every convolution), and onnx_export.py and users'
+        own converters read predict_images. Not tf.pad either: with TensorFlow 2.21's oneDNN
+        graph passes a batch padded from 0 still reached conv1 empty and failed the same way.
+        For N >= 1 nothing is appended; the concat costs one copy of the input.
         """
-        num_classes = int(self.model.output_shape[-1])
-        empty = tf.zeros([0, num_classes], tf.float32)
-        return tf.cond(
-            tf.shape(images)[0] > 0,
-            lambda: evaluation.logits_and_probabilities(
-                lambda x: self.model(x, training=False), images),
-            lambda: (empty, empty))
+        count = tf.shape(images)[0]
+        pad = tf.zeros(tf.concat([[tf.maximum(1 - count, 0)], tf.shape(images)[1:]], 0),
+                       images.dtype)
+        return self.model(tf.concat([images, pad], 0), training=False)[:count]
 
     def _preprocess_bytes(self, image_bytes):
-        size = self.image_size
-        return tf.map_fn(self.preprocess, self._check(image_bytes),
-                         fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-
-    def _check(self, image_bytes):
-        """The request, once no entry is empty, of an unknown format or too large to decode."""
-        return image_size.check_sizes(check_request(image_bytes), self.resize,
-                                      draft=bool(self.jpeg_quality))
+        return self.centre_patches(image_bytes)
 
     def _serve(self, image_bytes):
         return self._outputs(self._forward(self._preprocess_bytes(image_bytes)))
@@ -152,44 +121,7 @@ class ServingModule(tf.Module):
         return self._outputs(self._forward(images))
 
     def _ten_crop(self, image_bytes):
-        size = self.image_size
-        crops = tf.map_fn(self.preprocess_ten_crops, self._check(image_bytes),
-                          fn_output_signature=tf.TensorSpec([10, size, size, 3], tf.float32))
-        return self._outputs(self._forward(crops))
-
-
-# The formats the serving graph decodes, by their first bytes (tf.io.decode_image's list).
-# JPEG XL, which tf.io.decode_image also reads, is left out: its size cannot be read from a
-# fixed place in its header, so image_size.py could not bound it before decoding.
-_SIGNATURES = ((0, b"\xff\xd8\xff"), (0, b"\x89PNG"), (0, b"GIF8"), (0, b"BM"), (8, b"WEBP"))
-
-
-def check_request(image_bytes):
-    """image_bytes, after asserting that none is empty or of an unknown format.
-
-    A batch request with one bad image fails as a whole; the error then names that
-    image's index ("image_bytes[2] ..."), not only the decoder's complaint; so does a JPEG
-    whose data is cut short or damaged (damaged_jpeg.py). Other formats' damaged data fails
-    in their decoder, without an index.
-    """
-    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
-    empty = tf.equal(tf.strings.length(image_bytes), 0)
-    padded = tf.strings.join([image_bytes, tf.constant(b"\0" * 12)])  # substr needs the bytes
-    known = tf.zeros_like(empty)
-    for offset, magic in _SIGNATURES:
-        known = tf.logical_or(known, tf.equal(tf.strings.substr(padded, offset, len(magic)), magic))
-    checks = []
-    for bad, what in ((empty, "is empty (0 bytes)"),
-                      (tf.logical_and(tf.logical_not(empty), tf.logical_not(known)),
-                       "is not an image in a format the model reads (JPEG, PNG, GIF, BMP, "
-                       "WebP; TIFF and others: convert to PNG)")):
-        # The first bad index (a sentinel keeps argmax defined on an empty batch).
-        index = tf.argmax(tf.concat([tf.cast(bad, tf.int32), [1]], 0), output_type=tf.int32)
-        checks.append(tf.debugging.Assert(
-            tf.logical_not(tf.reduce_any(bad)),
-            [tf.strings.format("image_bytes[{}] " + what, [index])], name="check_request"))
-    with tf.control_dependencies(checks):
-        return damaged_jpeg.check_jpeg_data(tf.identity(image_bytes))
+        return self._outputs(self._forward(self.ten_crop_patches(image_bytes)))
 
 
 def save(module, export_dir, *, version=None, warmup_images=(), model_name="alexnet",
@@ -200,7 +132,26 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
     assets.extra/batching_parameters.txt (batching.py) is written too.
     extra_files: {name: text} written into assets.extra/ (labels, metadata for humans).
     """
-    _make_export_dir(export_dir)
+    triton.check_not_triton(export_dir)
+
+    def write(tmp):
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        export_folder.write_extra_files(tmp, extra_files or {})
+        logs = warmup_logs(warmup_images, module.image_size, model_name)
+        warmup_lib.write_warmup_file(export_folder.warmup_path(tmp), logs)
+        batching.write_batching_parameters(tmp, largest_request=batching.largest_request(logs))
+
+    return write_version(export_dir, version, write)
+
+
+def write_version(export_dir, version, write):
+    """Calls write(folder) to fill EXPORT_DIR/<version> (default: a new one); returns its path.
+
+    The folder is a hidden temporary one until write returns, then renamed: a version is
+    complete or absent, and an existing one is never overwritten. The SavedModel (save) and
+    the ONNX model (onnx_export.py) are written this way.
+    """
+    make_export_dir(export_dir)
     remove_abandoned_temporaries(export_dir)
     version = export_folder.next_version(export_dir) if version is None else int(version)
     final = os.path.join(export_dir, str(version))
@@ -215,11 +166,7 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
             os.makedirs(tmp)
             held = locking.hold_folder(tmp)
             export_marker.mark(tmp)
-        tf.saved_model.save(module, tmp, signatures=module.signatures())
-        export_folder.write_extra_files(tmp, extra_files or {})
-        logs = warmup_logs(warmup_images, module.image_size, model_name)
-        warmup_lib.write_warmup_file(export_folder.warmup_path(tmp), logs)
-        batching.write_batching_parameters(tmp, largest_request=batching.largest_request(logs))
+        write(tmp)
         if tf.io.gfile.exists(final):  # another export took this number meanwhile
             raise FileExistsError(f"{final} appeared during the export; nothing overwritten")
         export_marker.unmark(tmp)
@@ -237,7 +184,8 @@ def save(module, export_dir, *, version=None, warmup_images=(), model_name="alex
 TMP_PREFIX = ".tmp-"
 
 
-def _make_export_dir(export_dir):
+def make_export_dir(export_dir):
+    """Creates export_dir; FileExistsError naming it when it cannot be (a file on its path)."""
     try:
         tf.io.gfile.makedirs(export_dir)
     except (OSError, tf.errors.OpError) as e:
@@ -307,20 +255,28 @@ def read_tfrecord_images(pattern, limit):
     return [tf.io.parse_single_example(r, spec)["image/encoded"].numpy() for r in dataset]
 
 
+def run_metadata(run):
+    """What an export records of a restore.RestoredRun: config, checkpoint, preprocessing."""
+    return {"config": run.config, "checkpoint": run.checkpoint_path,
+            "image_size": run.image_size, "resize": int(run.mean_image.shape[0]),
+            "label_offset": run.label_offset, "normalization": run.normalization,
+            "jpeg_quality": run.jpeg_quality, "resize_mode": run.resize_mode}
+
+
+def serving_module(run, metadata):
+    """The ServingModule of a restore.RestoredRun."""
+    return ServingModule(run.model, run.mean_image, run.synsets, run.class_names, std=run.std,
+                         metadata=metadata, jpeg_quality=run.jpeg_quality, resize=run.resize_mode)
+
+
 def export_run(run, export_dir, *, version=None, num_warmup_images=4, model_name=None,
                workdir=None):
     """Exports a restore.RestoredRun (model, labels, statistics); returns the version's path.
 
     workdir: the training workdir, whose metrics.jsonl gives the model card its errors.
     """
-    metadata = {"config": run.config, "checkpoint": run.checkpoint_path,
-                "image_size": run.image_size, "resize": int(run.mean_image.shape[0]),
-                "label_offset": run.label_offset, "normalization": run.normalization,
-                "jpeg_quality": run.jpeg_quality, "resize_mode": run.resize_mode,
-                "signatures": [SERVING_DEFAULT, PREDICT_IMAGES, TEN_CROP]}
-    module = ServingModule(run.model, run.mean_image, run.synsets, run.class_names,
-                           std=run.std, metadata=metadata, jpeg_quality=run.jpeg_quality,
-                           resize=run.resize_mode)
+    metadata = dict(run_metadata(run), signatures=[SERVING_DEFAULT, PREDICT_IMAGES, TEN_CROP])
+    module = serving_module(run, metadata)
     warmup = read_tfrecord_images(layout.shard_pattern(run.data_dir, "validation"),
                                   num_warmup_images)
     labels = layout.labels_text(zip(run.synsets, run.class_names))

@@ -70,7 +70,7 @@ def error_summary(message):
     noise = ("Graph execution error", "Detected at node", "<stack traces", "\t", " ", "File ")
     lines = [line for line in message.splitlines() if line.strip() and not line.startswith(noise)]
     line = lines[-1] if lines else message.strip()
-    if "assertion failed: [" in line and line.endswith("]"):  # the export's check_request
+    if "assertion failed: [" in line and line.endswith("]"):  # image_input.check_request
         line = line[line.index("assertion failed: [") + len("assertion failed: ["):-1]
     return line
 

@@ -42,15 +42,14 @@ import collections
 import io
 import json
 import os
-import uuid
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_alexnet import evaluation, locking
+from keras_alexnet import evaluation
 from keras_alexnet.data import input_pipeline, layout
-from keras_alexnet.serving import export, export_folder, export_marker, tflite_runtime
+from keras_alexnet.serving import export, export_folder, tflite_runtime
 
 NONE, DYNAMIC, INT8 = "none", "dynamic", "int8"
 QUANTIZATIONS = (NONE, DYNAMIC, INT8)
@@ -171,38 +170,18 @@ def _refuse_a_saved_model_base_path(export_dir):
 def save(content, export_dir, files, *, version=None):
     """Writes model.tflite and files ({name: bytes}) as EXPORT_DIR/<version>; returns its path.
 
-    As export.save does: written under a hidden marked temporary name, renamed when
-    complete; an existing version is never overwritten.
+    Through export.write_version, as the SavedModel and the ONNX model: written under a
+    hidden marked temporary name, renamed when complete; an existing version is never
+    overwritten.
     """
     _refuse_a_saved_model_base_path(export_dir)
-    export._make_export_dir(export_dir)
-    export.remove_abandoned_temporaries(export_dir)
-    version = export_folder.next_version(export_dir) if version is None else int(version)
-    final = os.path.join(export_dir, str(version))
-    if tf.io.gfile.exists(final):
-        raise FileExistsError(f"{final} exists; a version is never overwritten")
-    tmp = os.path.join(export_dir, f"{export.TMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
-    held = None
-    try:
-        if locking.is_local(tmp):
-            os.makedirs(tmp)
-            held = locking.hold_folder(tmp)
-            export_marker.mark(tmp)
+
+    def write(tmp):
         for name, data in {tflite_runtime.MODEL_FILENAME: content, **files}.items():
             with tf.io.gfile.GFile(os.path.join(tmp, name), "wb") as f:
                 f.write(data)
-        if tf.io.gfile.exists(final):
-            raise FileExistsError(f"{final} appeared during the export; nothing overwritten")
-        export_marker.unmark(tmp)
-        tf.io.gfile.rename(tmp, final, overwrite=False)
-    except BaseException:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.rmtree(tmp)
-        raise
-    finally:
-        if held is not None:
-            held.release()
-    return final
+
+    return export.write_version(export_dir, version, write)
 
 
 def _preprocessing_npz(mean_image, std):
