@@ -30,8 +30,8 @@ What changes from configs/imagenette.py, and why:
 - num_classes = 20: fc8 is new (init_from_skip defaults to fc8 when the class counts
   differ); conv1-fc7 are copied from the source, whose network options are the same
   (the options that change a weight's function must be, or init_from refuses).
-- The recipe is imagenette's unchanged for both arms (lr 0.005, batch 64, 8 epochs,
-  plateau patience 1), so that the only difference is the initialization. A lower
+- The recipe is imagenette's unchanged for both arms (lr 0.005, batch 64, 24 epochs,
+  plateau patience 2), so that the only difference is the initialization. A lower
   learning rate is the usual choice for fine-tuning; it is not used here, to keep
   the comparison to one variable.
 - The mean image and PCA statistics are tiny20's (the config's data folder), in both
