@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import fixtures as fx
-from keras_alexnet.serving import tflite_export, tflite_runtime
+from keras_alexnet.serving import predict, runtimes, tflite_export, tflite_runtime
 
 # float32 in both runtimes, different kernels (oneDNN in TensorFlow, XNNPACK or LiteRT's
 # own in LiteRT) summing in different orders: each logit differs by a few float32 rounding
@@ -301,3 +301,27 @@ def test_bin_benchmark_tflite_needs_a_workdir():
     result = subprocess.run([sys.executable, os.path.join(fx.REPO, "bin", "benchmark"), "tflite"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "benchmark tflite needs --workdir=RUN" in result.stderr
+
+
+def test_predict_through_litert_ranks_as_the_saved_model(tiny_export, converted, tmp_path):
+    """bin/predict --model on a .tflite version (runtimes/litert.py): the SavedModel's top 5."""
+    files = [fx.write(str(tmp_path / name), data) for name, data in fx.serving_images().items()]
+    for signature in ("serving_default", "ten_crop"):
+        expected = predict.predict_files(tiny_export["path"], files, signature)
+        for path in (converted["none"], os.path.join(converted["none"], "model.tflite")):
+            got = list(predict.predict_paths(runtimes.load_classifier(path, signature), files,
+                                             batch_size=3))
+            assert [[c for c, _, _, _ in p.top] for p in got] == \
+                [[c for c, _, _, _ in p.top] for p in expected]
+            np.testing.assert_allclose([[s for *_, s in p.top] for p in got],
+                                       [[s for *_, s in p.top] for p in expected], atol=FLOAT_ATOL)
+
+
+def test_predict_names_a_version_without_its_labels(converted, tmp_path):
+    folder = tmp_path / "1"
+    folder.mkdir()
+    for name in ("model.tflite", "model.tflite.sha256", "metadata.json", "preprocessing.npz"):
+        fx.write(str(folder / name), open(os.path.join(converted["none"], name), "rb").read())
+    with pytest.raises(ValueError, match="labels.txt, preprocessing.npz\\) are missing") as caught:
+        runtimes.load_classifier(str(tmp_path))
+    assert str(folder / "model.tflite") in str(caught.value) and "\n" not in str(caught.value)

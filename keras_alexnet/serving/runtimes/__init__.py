@@ -5,7 +5,7 @@
                                                                       signature (client.py)
     a file ending in .onnx, or a folder holding model.onnx in itself
     or in its newest integer version (a Triton model folder)          ONNX Runtime (onnx.py)
-    a file ending in .tflite, or model.tflite the same way            LiteRT: not in this build
+    a file ending in .tflite, or model.tflite the same way            LiteRT (litert.py)
 
 The SavedModel decodes and preprocesses images in its own graph. The other formats take
 preprocessed images, so bin/predict preprocesses each file as the SavedModel does
@@ -42,7 +42,7 @@ Runtime = collections.namedtuple("Runtime", "name suffix module")
 
 RUNTIMES = (
     Runtime("ONNX", ".onnx", "keras_alexnet.serving.runtimes.onnx"),
-    Runtime("LiteRT", ".tflite", None),  # the LiteRT adapter's module, once plugged in
+    Runtime("LiteRT", ".tflite", "keras_alexnet.serving.runtimes.litert"),
 )
 SAVED_MODEL = "SavedModel"
 
