@@ -87,8 +87,11 @@ def get_config():
     # "divided by 10 when the validation error rate stopped improving", "three
     # times prior to termination". The paper gives no patience; 2 epochs keeps a
     # single noisy epoch from cutting the rate.
+    # epochs: () keeps the paper's heuristic; epochs such as (16, 21) (--config.schedule.epochs=16,21)
+    # divide the rate after each of them instead, whatever the validation error (for small
+    # validation sets, whose noise the heuristic cannot tell from a plateau).
     config.schedule = ml_collections.ConfigDict(dict(
-        factor=0.1, patience=2, min_delta=0.0, max_reductions=3))
+        factor=0.1, patience=2, min_delta=0.0, max_reductions=3, epochs=()))
 
     config.batch_size = 128  # global: per-replica batch x replicas
     config.num_epochs = 90
@@ -217,6 +220,11 @@ def validate(config):
     _require(0 < config.schedule.factor < 1, "schedule.factor", "must be in (0, 1)")
     _require(config.schedule.patience >= 1, "schedule.patience", "must be at least 1")
     _require(config.schedule.max_reductions >= 0, "schedule.max_reductions", "must be >= 0")
+    epochs = config.schedule.get("epochs", ())
+    _require(isinstance(epochs, (tuple, list)) and all(isinstance(e, int) and e >= 1 for e in epochs)
+             and list(epochs) == sorted(set(epochs)), "schedule.epochs",
+             f"must be increasing epoch numbers >= 1, e.g. (16, 21) or "
+             f"--config.schedule.epochs=16,21 (() for the paper's plateau rule), got {epochs!r}")
     _require(config.progress in ("auto", "bar", "lines", "none"), "progress",
              "must be 'auto', 'bar', 'lines' or 'none'")
     profile_window(config.get("profile_steps", ()))

@@ -47,3 +47,27 @@ def test_state_is_checkpointed(tmp_path):
     # ... and the restored schedule continues where the saved one was.
     assert restored.update(0.45) == schedule.update(0.45)
     assert restored.state() == schedule.state()
+
+
+def test_fixed_epochs_divide_whatever_the_error():
+    schedule = PlateauSchedule(0.01, epochs=(2, 4))
+    # Improving every epoch: the heuristic would never divide; the fixed epochs do.
+    reduced = [schedule.update(error, epoch=e) for e, error in enumerate([0.9, 0.8, 0.7, 0.6, 0.5], 1)]
+    assert reduced == [False, True, False, True, False]
+    assert schedule.state()["learning_rate"] == pytest.approx(0.0001)
+    assert schedule.state()["best_error"] == pytest.approx(0.5)
+    # Worse every epoch: no division outside the listed epochs, whatever the patience says.
+    flat = PlateauSchedule(0.01, patience=1, epochs=(3,))
+    assert [flat.update(0.9, epoch=e) for e in (1, 2, 3, 4)] == [False, False, True, False]
+
+
+def test_schedule_epochs_are_validated_and_read_from_the_command_line():
+    from keras_alexnet import config as config_lib
+    config = config_lib.get_config()
+    config.input.data_dir = "/data"
+    config.schedule.epochs = (16, 21)
+    config_lib.validate(config)
+    for bad in ((21, 16), (0, 5), (3, 3)):
+        config.schedule.epochs = bad
+        with pytest.raises(config_lib.ConfigError, match="config.schedule.epochs: must be increasing"):
+            config_lib.validate(config)

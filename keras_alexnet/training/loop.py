@@ -276,7 +276,7 @@ def end_of_epoch(state, config, run):
     if result is None:  # a signal during the validation pass: it is redone on resume
         return _stop(state, run, "during validation")
     top1, top5, n = result
-    reduced = state.schedule.update(top1)
+    reduced = state.schedule.update(top1, epoch=ep + 1)
     step = int(state.step)
     run.reporter.event("eval", step, epoch=ep + 1, top1_error=top1, top5_error=top5,
                        num_images=n, learning_rate=float(state.schedule.learning_rate))

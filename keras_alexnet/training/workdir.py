@@ -87,6 +87,7 @@ LEGACY_MODEL_DEFAULTS = {
 # today's defaults (make_tfrecords' storage, no fine-tuning).
 LEGACY_INPUT_DEFAULTS = {"resize": "shorter_side", "jpeg_reencode": True, "data_service": "", "flip": True}
 LEGACY_TOP_DEFAULTS = {"init_from": "", "init_from_skip": [], "freeze": []}
+LEGACY_SCHEDULE_DEFAULTS = {"epochs": []}
 
 
 # -- the lock ------------------------------------------------------------------------------------
@@ -153,6 +154,9 @@ def read_config(workdir):
     if isinstance(config.get("input"), dict):
         for key, value in LEGACY_INPUT_DEFAULTS.items():
             config["input"].setdefault(key, value)
+    if isinstance(config.get("schedule"), dict):
+        for key, value in LEGACY_SCHEDULE_DEFAULTS.items():
+            config["schedule"].setdefault(key, value)
     for key, value in LEGACY_TOP_DEFAULTS.items():
         config.setdefault(key, value)
     return config
