@@ -7,8 +7,8 @@
 
 --model recognises the export by what it holds: a SavedModel (as --saved_model), a .onnx
 file or a folder holding model.onnx (bin/export --format=onnx; run with ONNX Runtime, the
-images preprocessed here as the SavedModel would), a .tflite file (LiteRT, not in this
-build). Exactly one of --saved_model, --model, --server and --rest. Files go --batch_size to a
+images preprocessed here as the SavedModel would), a .tflite file or a folder holding
+model.tflite (bin/export --format=tflite; run with LiteRT). Exactly one of --saved_model, --model, --server and --rest. Files go --batch_size to a
 request. Files that cannot be read or decoded are reported on stderr and
 skipped, the others still classified; the exit status is 1 if any was. A
 server that does not answer (down, --timeout, unknown --model_name, --version
@@ -89,7 +89,8 @@ def main(argv):
                     sys.stderr.write(f"{prediction.path}: {prediction.note}\n")
                 print(predict.format_prediction(prediction), flush=True)
     except (OSError, ValueError, client.ServerError) as e:
-        named = str(e).startswith(source.split("=", 1)[1])  # runtimes' errors name the path
+        # runtimes' errors name the --model path already; the others are prefixed with the flag.
+        named = bool(_MODEL.value) and str(e).startswith(_MODEL.value)
         sys.stderr.write(f"bin/predict: error: {'' if named else source + ': '}{e}\n")
         sys.exit(1)
     if skipped:
