@@ -39,7 +39,7 @@ def random_export(export_dir, seed=0):
     return export.save(module, export_dir, warmup_images=export.synthetic_images()), model
 
 
-def _latencies(fn, inputs, n):
+def call_latencies(fn, inputs, n):
     """Seconds of n calls, cycling through inputs (fn returns something with .numpy() or ndarray)."""
     times = []
     for i in range(n):
@@ -78,14 +78,14 @@ def measure(saved_model, model, image_bytes, *, requests=60, batches=3, batch_si
             model.predict(x, batch_size=batch_size, verbose=0), one_float, big_float),
     }
     for fn, one, big in systems.values():  # warm-up: tracing, allocation
-        _latencies(fn, one, 3)
-        _latencies(fn, big, 1)
+        call_latencies(fn, one, 3)
+        call_latencies(fn, big, 1)
     single = {name: [] for name in systems}
     batched = {name: [] for name in systems}
     for _ in range(rounds):
         for name, (fn, one, big) in systems.items():
-            single[name].append(_latencies(fn, one, requests))
-            batched[name].append(_latencies(fn, big, batches))
+            single[name].append(call_latencies(fn, one, requests))
+            batched[name].append(call_latencies(fn, big, batches))
 
     def summary(one, big):
         return {"p50_ms": round(1000 * float(np.percentile(one, 50)), 2),

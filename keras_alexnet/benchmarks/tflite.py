@@ -17,11 +17,11 @@ full-size network takes 10-13 GB of memory (docs/BENCHMARKS.md), one conversion 
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 import tensorflow as tf
 
+from keras_alexnet.benchmarks import serving
 from keras_alexnet.data import input_pipeline, layout
 from keras_alexnet.runs import evaluate as evaluate_lib
 from keras_alexnet.serving import tflite_export, tflite_runtime
@@ -73,32 +73,23 @@ def validation_errors(run, models, batch_size, stream=sys.stderr):
     return results, {m: agree[m] / results[m].num_images for m in models}, first
 
 
-def _latencies(fn, inputs, n):
-    times = []
-    for i in range(n):
-        start = time.perf_counter()
-        fn(inputs[i % len(inputs)])
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def latencies(models, images, *, requests, batches, batch_size, rounds, warmup=2):
     """{mode: {p50_ms, p99_ms, images_per_sec}}: single images and batches, alternated."""
     one = [images[i:i + 1] for i in range(len(images))]
     big = [np.take(images, np.arange(i, i + batch_size) % len(images), axis=0)
            for i in range(0, batch_size * batches, batch_size)]
     for model in models.values():  # tensor allocation for both shapes
-        _latencies(model, one, warmup)
-        _latencies(model, big, 1)
+        serving.call_latencies(model, one, warmup)
+        serving.call_latencies(model, big, 1)
     single = {m: [] for m in models}
     batched = {m: [] for m in models}
     for _ in range(rounds):
         for mode, model in models.items():
             # Resizing the graph between one image and a batch (allocation) is neither's time.
             model(one[0])
-            single[mode] += _latencies(model, one, requests)
+            single[mode] += serving.call_latencies(model, one, requests)
             model(big[0])
-            batched[mode] += _latencies(model, big, batches)
+            batched[mode] += serving.call_latencies(model, big, batches)
     return {m: {"p50_ms": round(1000 * float(np.percentile(single[m], 50)), 2),
                 "p99_ms": round(1000 * float(np.percentile(single[m], 99)), 2),
                 "images_per_sec": round(batch_size * len(batched[m]) / float(np.sum(batched[m])), 1)}
